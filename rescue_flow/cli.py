@@ -1,0 +1,61 @@
+"""The ``rescue-flow`` command: one entry point, one subcommand per job.
+
+Each command module exposes ``register(subparsers)``, which adds its parsers
+and sets ``func`` to a callable ``func(conf, args) -> int``. Options common to
+every command (``--config-file``, ``--debug``) are parsed here and handed to
+oslo.config, so each command receives a fully registered conf object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from rescue_flow import config
+
+# Modules that add subcommands, in the order ``--help`` lists them.
+_COMMAND_MODULES = (
+    "rescue_flow.commands.run",
+    "rescue_flow.simhost.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rescue-flow",
+        description="Nova rescue and unrescue for Hyper-V hosts.")
+    parser.add_argument("--config-file", action="append", default=[],
+                        metavar="PATH", help="oslo.config file; may repeat")
+    parser.add_argument("--debug", action="store_true",
+                        help="log at debug level, every Hyper-V call included")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # A command module may not exist yet while the project grows;
+            # any other import failure is a bug and must surface.
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    conf_args = []
+    for path in args.config_file:
+        conf_args += ["--config-file", path]
+    if args.debug:
+        conf_args.append("--debug")
+    conf = config.make_conf(conf_args)
+    return int(args.func(conf, args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The project's own exceptions.
+
+Flows, tasks, the CLI and the listener see only these; os-win's exceptions
+are translated at the Hyper-V boundary (``rescue_flow.hyperv.errors``).
+"Nothing to do" (already rescued, not rescued) is not an exception: it is an
+outcome (``rescue_flow.outcome.Outcome.NOTHING_TO_DO``).
+"""
+
+from __future__ import annotations
+
+
+class RescueFlowError(Exception):
+    """Base class of every error rescue-flow raises on purpose."""
+
+
+class InvalidRequest(RescueFlowError):
+    """The request itself is malformed: retrying it can never succeed."""
+
+
+class InvalidIdentifier(InvalidRequest):
+    """An instance or image id is not a UUID."""
+
+
+class PathEscapesInstancesDir(InvalidRequest):
+    """A name or image id would resolve to a path outside ``instances_path``."""
+
+
+class ValidationError(RescueFlowError):
+    """The host is not in a state where the request can run (a permanent refusal)."""
+
+
+class InstanceNotFound(ValidationError):
+    """No VM on this host carries the instance uuid in its notes."""
+
+
+class BootFromVolumeNotSupported(ValidationError):
+    """The instance boots from a volume: there is no local root disk to move."""
+
+
+class RescueImageNotCached(ValidationError):
+    """The rescue image is not in the host's image cache (``_base``)."""
+
+
+class GenerationMismatch(ValidationError):
+    """The rescue image's VM generation differs from the instance's."""
+
+
+class UnsupportedImageFormat(ValidationError):
+    """The rescue image's format cannot boot this VM (a VHD for a Gen2 VM)."""
+
+
+class InstanceQuarantined(ValidationError):
+    """An earlier revert failed; the instance waits for ``rescue-flow reset``."""
+
+    def __init__(self, instance_uuid: str, reason: str) -> None:
+        super().__init__(
+            f"instance {instance_uuid} is quarantined: {reason}; "
+            f"inspect the host, then run 'rescue-flow reset {instance_uuid}'"
+        )
+        self.instance_uuid = instance_uuid
+        self.reason = reason
+
+
+class RequestRefused(ValidationError):
+    """The instance's current state does not allow this request."""
+
+
+class HyperVError(RescueFlowError):
+    """A Hyper-V operation failed (translated from os-win)."""
+
+    def __init__(self, operation: str, detail: str) -> None:
+        super().__init__(f"{operation} failed: {detail}")
+        self.operation = operation
+        self.detail = detail
+
+
+class TransientHyperVError(HyperVError):
+    """A Hyper-V operation failed in a way that may succeed when retried."""
+
+
+class PermanentHyperVError(HyperVError):
+    """A Hyper-V operation failed in a way that retrying will not change."""
+
+
+class HyperVObjectNotFound(PermanentHyperVError):
+    """A VM, disk, NIC or switch that the operation names does not exist."""
+
+
+class ShutdownTimedOut(RescueFlowError):
+    """The guest did not shut down within the soft shutdown timeout."""
+
+
+class RevertFailed(RescueFlowError):
+    """Undoing a failed step failed too: the host needs an operator."""
