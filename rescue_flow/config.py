@@ -17,7 +17,8 @@ from oslo_log import log as logging
 
 def _default_state_path() -> str:
     if sys.platform == "win32":
-        return os.path.join(os.environ.get("PROGRAMDATA", r"C:\ProgramData"), "rescue-flow")
+        program_data = os.environ.get("PROGRAMDATA", r"C:\ProgramData")
+        return os.path.join(program_data, "rescue-flow")
     return "/var/lib/rescue-flow"
 
 

@@ -16,10 +16,13 @@ CTRL_SCSI = "SCSI"
 
 POWER_RUNNING = "running"
 POWER_OFF = "off"
+POWER_PAUSED = "paused"
+POWER_SAVED = "saved"
 POWER_OTHER = "other"
 
 DRIVE_DISK = "disk"
 DRIVE_DVD = "dvd"
+DRIVE_VOLUME = "volume"  # a passthrough disk: the instance boots from a volume
 
 GEN1 = 1
 GEN2 = 2

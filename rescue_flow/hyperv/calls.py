@@ -1,0 +1,105 @@
+"""Every os-win call goes through :class:`OsWinCaller`: logged, retried, translated.
+
+Retries follow ``[retry]``: a bounded number of attempts with exponential
+backoff, for transient errors only. os-win already retries some calls itself
+(five tries, one second apart: power state changes and every call that adds,
+modifies or removes a VM resource, file removal and rename); for those we
+make fewer attempts of our own, so the two layers do not multiply into
+minutes of waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import tenacity
+
+from rescue_flow import exceptions as rf_exc
+from rescue_flow.hyperv import errors
+
+LOG = logging.getLogger(__name__)
+
+# Methods whose os-win implementation retries internally (read from os-win
+# 5.9.0: set_vm_state's own decorator; _modify_virtual_system and jobutils'
+# add/modify/remove_virt_resource; pathutils' file_in_use_retry_decorator).
+OSWIN_RETRIED_METHODS = frozenset({
+    "set_vm_state",
+    "update_vm",
+    "set_boot_order",
+    "create_scsi_controller",
+    "attach_drive",
+    "attach_ide_drive",
+    "attach_scsi_drive",
+    "attach_volume_to_controller",
+    "detach_vm_disk",
+    "create_nic",
+    "destroy_nic",
+    "connect_vnic_to_vswitch",
+    "remove",
+    "rename",
+    "rmtree",
+})
+
+
+class RetryPolicy:
+    """How many attempts a call gets, and how long to wait between them."""
+
+    def __init__(self, attempts: int, attempts_for_oswin_retried: int,
+                 initial_backoff: float, max_backoff: float,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.attempts = attempts
+        self.attempts_for_oswin_retried = attempts_for_oswin_retried
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.sleep = sleep
+
+    @classmethod
+    def from_conf(cls, conf: Any) -> RetryPolicy:
+        return cls(conf.retry.attempts, conf.retry.attempts_for_oswin_retried_calls,
+                   conf.retry.initial_backoff, conf.retry.max_backoff)
+
+    def attempts_for(self, method: str) -> int:
+        if method in OSWIN_RETRIED_METHODS:
+            return self.attempts_for_oswin_retried
+        return self.attempts
+
+    def retrying(self, method: str) -> tenacity.Retrying:
+        return tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.attempts_for(method)),
+            wait=tenacity.wait_exponential(multiplier=self.initial_backoff,
+                                           max=self.max_backoff),
+            retry=tenacity.retry_if_exception_type(rf_exc.TransientHyperVError),
+            sleep=self.sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    LOG.warning("Retrying after a transient Hyper-V error (attempt %d): %s",
+                state.attempt_number, exc)
+
+
+class OsWinCaller:
+    """Calls methods of os-win utility objects with logging, retries and translation."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+
+    def __call__(self, utils: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        function = getattr(utils, method)
+        for attempt in self._policy.retrying(method):
+            with attempt:
+                LOG.debug("os-win %s.%s args=%r kwargs=%r",
+                          type(utils).__name__, method, args, kwargs)
+                try:
+                    return function(*args, **kwargs)
+                except Exception as exc:
+                    if not errors.is_oswin_error(exc):
+                        raise
+                    raise errors.translate(method, exc) from exc
+        raise AssertionError("unreachable: tenacity reraises the last error")

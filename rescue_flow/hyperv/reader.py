@@ -1,0 +1,194 @@
+"""Reading a Hyper-V host: which VM serves an instance, and what it looks like.
+
+os-win has no getter for a VM's boot order. Gen1's order is by device type
+and no disk change alters it, so the record leaves it empty. On Gen2 the order
+names disks; Nova put the root disk first, so the record keeps the root disk
+first and a restore sets exactly that (os-win keeps the other entries after).
+"""
+
+from __future__ import annotations
+
+import logging
+import ntpath
+import posixpath
+from typing import Any
+
+from rescue_flow import records
+from rescue_flow.hyperv.calls import OsWinCaller
+from rescue_flow.hyperv.oswin import constants
+from rescue_flow.hyperv.oswin import exceptions as os_exc
+
+LOG = logging.getLogger(__name__)
+
+# The first note of a rescue VM. It is not a UUID, so os-win's
+# get_instance_uuid() (and Nova) never take the rescue VM for an instance.
+RESCUE_VM_MARKER = "rescue-flow:rescue-vm"
+
+POWER_STATES = {
+    constants.HYPERV_VM_STATE_ENABLED: records.POWER_RUNNING,
+    constants.HYPERV_VM_STATE_DISABLED: records.POWER_OFF,
+    constants.HYPERV_VM_STATE_PAUSED: records.POWER_PAUSED,
+    constants.HYPERV_VM_STATE_SUSPENDED: records.POWER_SAVED,
+}
+
+
+def path_module(path: str) -> Any:
+    """ntpath for Windows paths (the real host), posixpath for the simulated one."""
+    return ntpath if ("\\" in path or (len(path) > 1 and path[1] == ":")) else posixpath
+
+
+def format_mac(address: str) -> str:
+    """os-win reports MACs as 12 hex digits; records use AA:BB:CC:DD:EE:FF."""
+    digits = address.replace(":", "").replace("-", "").upper()
+    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+class RescueVM:
+    """A rescue VM found on the host, with the record its notes carry."""
+
+    def __init__(self, name: str, instance_uuid: str, record: records.VMConfig | None,
+                 request_id: str | None) -> None:
+        self.name = name
+        self.instance_uuid = instance_uuid
+        self.record = record
+        self.request_id = request_id
+
+
+def rescue_vm_notes(instance_uuid: str, record: records.VMConfig,
+                    request_id: str) -> list[str]:
+    return [RESCUE_VM_MARKER, instance_uuid, record.to_json(), request_id]
+
+
+class HostReader:
+    """Read-only views of the host, built from os-win's public getters."""
+
+    def __init__(self, utils: dict[str, Any], caller: OsWinCaller,
+                 instances_path: str, vswitch_names: list[str]) -> None:
+        self._vm = utils["vmutils"]
+        self._vhd = utils["vhdutils"]
+        self._path = utils["pathutils"]
+        self._net = utils["netutils"]
+        self._call = caller
+        self.instances_path = instances_path
+        self.paths = path_module(instances_path)
+        self._vswitch_names = list(vswitch_names)
+
+    def _notes_by_vm(self) -> list[tuple[str, list[str]]]:
+        return [(name, list(notes))
+                for name, notes in self._call(self._vm, "list_instance_notes")]
+
+    def find_instance_vm(self, instance_uuid: str) -> str | None:
+        """The name of the VM whose notes name this instance, as Nova wrote them."""
+        names = [name for name, notes in self._notes_by_vm()
+                 if notes and notes[0].lower() == instance_uuid]
+        if len(names) > 1:
+            LOG.warning("Several VMs carry instance %s: %s; using %s",
+                        instance_uuid, names, names[0])
+        return names[0] if names else None
+
+    def find_rescue_vm(self, instance_uuid: str) -> RescueVM | None:
+        """The rescue VM of this instance, if one exists, with its recorded config."""
+        for name, notes in self._notes_by_vm():
+            if len(notes) >= 2 and notes[0] == RESCUE_VM_MARKER and \
+                    notes[1] == instance_uuid:
+                record = None
+                if len(notes) >= 3:
+                    try:
+                        record = records.VMConfig.from_json(notes[2])
+                    except (ValueError, KeyError, TypeError):
+                        LOG.warning("Rescue VM %s has an unreadable record", name)
+                request_id = notes[3] if len(notes) >= 4 else None
+                return RescueVM(name, instance_uuid, record, request_id)
+        return None
+
+    def vm_exists(self, vm_name: str) -> bool:
+        return bool(self._call(self._vm, "vm_exists", vm_name))
+
+    def power_state(self, vm_name: str) -> str:
+        state = self._call(self._vm, "get_vm_state", vm_name)
+        return POWER_STATES.get(state, records.POWER_OTHER)
+
+    def vm_disk_paths(self, vm_name: str) -> list[str]:
+        disk_files, _volumes = self._call(self._vm, "get_vm_storage_paths", vm_name)
+        return list(disk_files)
+
+    def vm_volume_paths(self, vm_name: str) -> list[str]:
+        _disk_files, volumes = self._call(self._vm, "get_vm_storage_paths", vm_name)
+        return list(volumes)
+
+    def disk_attached_to(self, vm_name: str, path: str) -> bool:
+        wanted = path.lower()
+        return any(p.lower() == wanted for p in self.vm_disk_paths(vm_name))
+
+    def disk_attachment(self, path: str, drive_type: str,
+                        is_physical: bool = False) -> records.DiskAttachment:
+        info = self._call(self._vm, "get_disk_attachment_info", path,
+                          is_physical=is_physical)
+        return records.DiskAttachment(
+            path=path, controller_type=info["controller_type"],
+            controller_addr=int(info["controller_addr"]),
+            slot=int(info["controller_slot"]), drive_type=drive_type)
+
+    def vm_nics(self, vm_name: str) -> list[records.Nic]:
+        nics = []
+        for nic_name in self._call(self._vm, "get_vm_nic_names", vm_name):
+            mac = format_mac(self._call(self._net, "get_vnic_mac_address", nic_name))
+            nics.append(records.Nic(nic_name, mac, self._switch_of(nic_name)))
+        return sorted(nics, key=lambda nic: nic.name)
+
+    def _switch_of(self, nic_name: str) -> str | None:
+        for switch in self._vswitch_names:
+            try:
+                if self._call(self._net, "get_port_by_id", nic_name, switch):
+                    return switch
+            except os_exc.HyperVvSwitchNotFound:
+                LOG.warning("[hyperv] vswitch_names lists %s, which this host lacks",
+                            switch)
+        LOG.warning("NIC %s is connected to none of [hyperv] vswitch_names %s",
+                    nic_name, self._vswitch_names)
+        return None
+
+    def read_vm_config(self, vm_name: str) -> records.VMConfig:
+        """Record what the flows will touch on ``vm_name`` or must restore."""
+        notes = dict(self._notes_by_vm()).get(vm_name, [])
+        generation = int(self._call(self._vm, "get_vm_generation", vm_name))
+        memory = self._call(self._vm, "get_vm_memory_info", vm_name)
+        summary = self._call(self._vm, "get_vm_summary_info", vm_name)
+        dvd_paths = {p.lower() for p in self._call(self._vm, "get_vm_dvd_disk_paths",
+                                                   vm_name)}
+        disks = [self.disk_attachment(
+                    path, records.DRIVE_DVD if path.lower() in dvd_paths
+                    else records.DRIVE_DISK)
+                 for path in self.vm_disk_paths(vm_name)]
+        disks += [self.disk_attachment(path, records.DRIVE_VOLUME, is_physical=True)
+                  for path in self.vm_volume_paths(vm_name)]
+        disks.sort(key=lambda d: (d.controller_type, d.controller_addr, d.slot))
+        root = next((d for d in disks if records.is_root_disk_path(d.path)), None)
+        instance_dir = (self.paths.dirname(root.path) if root
+                        else self.paths.join(self.instances_path, vm_name))
+        boot_order: tuple[Any, ...] = ()
+        if generation == records.GEN2 and root is not None:
+            boot_order = (root.path,)
+        return records.VMConfig(
+            name=vm_name,
+            instance_uuid=notes[0] if notes else "",
+            generation=generation,
+            memory_mb=int(memory["Limit"]),
+            vcpus=int(summary["NumberOfProcessors"]),
+            power_state=POWER_STATES.get(summary["EnabledState"], records.POWER_OTHER),
+            disks=tuple(disks),
+            nics=tuple(self.vm_nics(vm_name)),
+            boot_order=boot_order,
+            instance_dir=instance_dir,
+        )
+
+    def file_exists(self, path: str) -> bool:
+        return bool(self._call(self._path, "exists", path))
+
+    def disk_format(self, path: str) -> str:
+        """``"VHD"`` or ``"VHDX"``."""
+        return str(self._call(self._vhd, "get_vhd_format", path)).upper()
+
+    def disk_parent(self, path: str) -> str | None:
+        info = self._call(self._vhd, "get_vhd_info", path)
+        return info.get("ParentPath") or None
