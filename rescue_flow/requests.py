@@ -44,8 +44,8 @@ class Request:
     instance_uuid: str
     request_id: str
     host: str | None = None
-    # Rescue only: the cached image to boot; None means the instance's own
-    # image, which the caller must resolve before the flow runs.
+    # Rescue only: the cached image to boot; None means the image the
+    # instance was booted from (the parent of its differencing root disk).
     image_id: str | None = None
     # The rescue image's VM generation if the caller knows it (Glance's
     # hw_machine_type); the host cannot tell for a VHDX image.
@@ -61,8 +61,8 @@ class Request:
         if self.image_id is not None:
             object.__setattr__(self, "image_id",
                                canonical_uuid(self.image_id, "image id"))
-        if self.action == RESCUE and self.image_id is None:
-            raise exceptions.InvalidRequest("a rescue request needs an image id")
+        if self.action == UNRESCUE and self.image_id is not None:
+            raise exceptions.InvalidRequest("an unrescue request takes no image id")
         if self.image_generation not in (None, 1, 2):
             raise exceptions.InvalidRequest(
                 f"image generation must be 1 or 2, got {self.image_generation!r}")

@@ -1,0 +1,93 @@
+"""``rescue-flow run`` and ``rescue-flow reset``: act on this host, in this process.
+
+``run`` handles one request in the foreground, against the configured host,
+printing each step as it runs and reverts. Exit codes: 0 success or nothing
+to do, 1 the flow failed and was reverted (or was refused), 3 the instance is
+quarantined, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from typing import Any
+
+from rescue_flow import exceptions, hyperv, requests
+from rescue_flow.outcome import Outcome, Result
+from rescue_flow.progress import StepEvent
+from rescue_flow.quarantine import QuarantineList
+from rescue_flow.runner import FlowRunner
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_QUARANTINED = 3
+
+
+def register(subparsers: Any) -> None:
+    run = subparsers.add_parser(
+        "run", help="rescue or unrescue an instance on this host, in the foreground")
+    run.add_argument("action", choices=requests.ACTIONS)
+    run.add_argument("instance_uuid")
+    run.add_argument("--image", dest="image_id", metavar="IMAGE_ID",
+                     help="cached rescue image (rescue only; required by rescue)")
+    run.add_argument("--image-generation", type=int, choices=(1, 2),
+                     help="the rescue image's VM generation, if known")
+    run.set_defaults(func=run_command)
+
+    reset = subparsers.add_parser(
+        "reset", help="take an instance out of quarantine after checking its host")
+    reset.add_argument("instance_uuid")
+    reset.set_defaults(func=reset_command)
+
+
+def print_step(event: StepEvent) -> None:
+    took = f" ({event.seconds:.2f}s)" if event.seconds is not None else ""
+    print(f"  {event.step}: {event.state}{took}", flush=True)
+
+
+def print_result(result: Result) -> None:
+    line = f"{result.action} {result.instance_uuid}: {result.outcome.value}"
+    if result.reason:
+        line += f": {result.reason}"
+    print(line, flush=True)
+    if result.reverted_steps:
+        print(f"  reverted: {', '.join(result.reverted_steps)}", flush=True)
+
+
+def exit_code(result: Result) -> int:
+    if result.outcome.ok:
+        return EXIT_OK
+    if result.outcome is Outcome.QUARANTINED:
+        return EXIT_QUARANTINED
+    return EXIT_FAILED
+
+
+def run_command(conf: Any, args: argparse.Namespace) -> int:
+    try:
+        request = requests.Request(
+            action=args.action, instance_uuid=args.instance_uuid,
+            image_id=args.image_id, image_generation=args.image_generation,
+            request_id=f"cli-{uuid.uuid4()}", host=conf.host, source="cli")
+    except exceptions.InvalidRequest as exc:
+        print(f"rescue-flow run: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    runner = FlowRunner.from_conf(conf, hyperv.get_host(conf))
+    print(f"{request.action} {request.instance_uuid} on {conf.host}:", flush=True)
+    result = runner.handle(request, on_step=print_step)
+    print_result(result)
+    return exit_code(result)
+
+
+def reset_command(conf: Any, args: argparse.Namespace) -> int:
+    try:
+        instance_uuid = requests.canonical_uuid(args.instance_uuid, "instance uuid")
+    except exceptions.InvalidRequest as exc:
+        print(f"rescue-flow reset: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if QuarantineList.from_conf(conf).remove(instance_uuid):
+        print(f"{instance_uuid} is out of quarantine")
+    else:
+        print(f"{instance_uuid} was not quarantined")
+    return EXIT_OK

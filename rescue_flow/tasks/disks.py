@@ -1,0 +1,58 @@
+"""Moving the instance's root disk between the instance and the rescue VM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rescue_flow import records
+from rescue_flow.tasks.base import HostTask, config
+
+
+def restore_root_on_instance(task: HostTask, instance_vm: str,
+                              original: dict[str, Any]) -> None:
+    record = config(original)
+    task.host.attach_disk(instance_vm, record.root_disk)
+    # Re-attaching puts a Gen2 disk last in the boot order: restore it.
+    task.host.set_boot_order(instance_vm, record.generation, record.boot_order)
+
+
+class DetachRootDisk(HostTask):
+    """Detach the root disk from the instance; revert re-attaches it at its recorded slot."""
+
+    def execute(self, instance_vm: str, original: dict[str, Any]) -> None:
+        self.host.detach_disk(instance_vm, config(original).root_disk.path)
+
+    def revert(self, instance_vm: str, original: dict[str, Any], **kwargs: Any) -> None:
+        restore_root_on_instance(self, instance_vm, original)
+
+
+class AttachRootDiskToRescueVM(HostTask):
+    """Attach the root disk to the rescue VM as a secondary SCSI disk; revert detaches it."""
+
+    def execute(self, rescue_vm: str, original: dict[str, Any]) -> None:
+        self.host.attach_secondary_disk(rescue_vm, config(original).root_disk.path)
+
+    def revert(self, rescue_vm: str, original: dict[str, Any], **kwargs: Any) -> None:
+        if self.host.vm_exists(rescue_vm):
+            self.host.detach_disk(rescue_vm, config(original).root_disk.path)
+
+
+class DetachRootDiskFromRescueVM(HostTask):
+    """Detach the root disk from the rescue VM; revert puts it back in the same slot."""
+
+    def execute(self, rescue_vm: str, original: dict[str, Any]) -> None:
+        self.host.detach_disk(rescue_vm, config(original).root_disk.path)
+
+    def revert(self, rescue_vm: str, rescue_root_disk: dict[str, Any],
+               **kwargs: Any) -> None:
+        self.host.attach_disk(rescue_vm, records.DiskAttachment(**rescue_root_disk))
+
+
+class AttachRootDiskToInstance(HostTask):
+    """Re-attach the root disk to the instance at its recorded slot; revert detaches it."""
+
+    def execute(self, instance_vm: str, original: dict[str, Any]) -> None:
+        restore_root_on_instance(self, instance_vm, original)
+
+    def revert(self, instance_vm: str, original: dict[str, Any], **kwargs: Any) -> None:
+        self.host.detach_disk(instance_vm, config(original).root_disk.path)

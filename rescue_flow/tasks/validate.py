@@ -1,0 +1,59 @@
+"""First tasks of each flow: check the request against the host, record the plan."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from rescue_flow import exceptions, layout, records
+from rescue_flow.tasks.base import HostTask
+from rescue_flow.validation import validate_rescue
+
+
+class ValidateRescue(HostTask):
+    """Refuse a rescue the host cannot do; nothing to revert."""
+
+    default_provides = ("instance_vm", "image_path", "image_format")
+
+    def execute(self, instance_uuid: str, image_id: str | None,
+                image_generation: int | None) -> tuple[str, str, str]:
+        plan = validate_rescue(self.host, instance_uuid, image_id, image_generation)
+        return plan.instance_vm, plan.image_path, plan.image_format
+
+
+class SnapshotConfig(HostTask):
+    """Record the instance's configuration, to restore it and to copy it."""
+
+    default_provides = "original"
+
+    def execute(self, instance_vm: str) -> dict[str, Any]:
+        return self.host.read_vm_config(instance_vm).to_dict()
+
+
+class ValidateUnrescue(HostTask):
+    """Find the rescue VM and the record in its notes; nothing to revert."""
+
+    default_provides = ("instance_vm", "rescue_vm", "original", "rescue_disk",
+                        "rescue_vm_power", "rescue_root_disk")
+
+    def execute(self, instance_uuid: str) -> tuple[Any, ...]:
+        instance_vm = self.host.find_instance_vm(instance_uuid)
+        if instance_vm is None:
+            raise exceptions.InstanceNotFound(
+                f"no VM on this host carries instance {instance_uuid} in its notes")
+        rescue = self.host.find_rescue_vm(instance_uuid)
+        if rescue is None or rescue.record is None:
+            raise exceptions.RequestRefused(
+                f"instance {instance_uuid} has no rescue VM with a readable record")
+        record = rescue.record
+        root = record.root_disk.path
+        if not self.host.disk_attached_to(rescue.name, root):
+            raise exceptions.RequestRefused(
+                f"root disk {root} is not on rescue VM {rescue.name}")
+        disk = next((path for path in layout.rescue_disk_candidates(
+                        self.host.instances_path, record.instance_dir)
+                     if self.host.file_exists(path)), None)
+        root_on_rescue_vm = self.host.disk_attachment(root, records.DRIVE_DISK)
+        return (instance_vm, rescue.name, record.to_dict(), disk,
+                self.host.power_state(rescue.name),
+                dataclasses.asdict(root_on_rescue_vm))

@@ -1,0 +1,106 @@
+"""The checks a rescue must pass before it touches the host.
+
+Each failure is its own exception class with a message an operator can act
+on. They run inside the flow's first task, so a refused request is recorded
+like any other, and again nothing on the host has changed when they fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rescue_flow import exceptions, layout, records
+from rescue_flow.hyperv.host import HyperVHost
+from rescue_flow.requests import canonical_uuid
+
+
+@dataclasses.dataclass(frozen=True)
+class RescuePlan:
+    """What a validated rescue will use."""
+
+    instance_vm: str
+    image_path: str
+    image_format: str
+
+
+def validate_rescue(host: HyperVHost, instance_uuid: str, image_id: str | None,
+                    image_generation: int | None) -> RescuePlan:
+    instance_vm = host.find_instance_vm(instance_uuid)
+    if instance_vm is None:
+        raise exceptions.InstanceNotFound(
+            f"no VM on this host carries instance {instance_uuid} in its notes")
+    config = host.read_vm_config(instance_vm)
+    _check_root_disk(config)
+    layout.ensure_inside(host.instances_path, config.instance_dir, "instance folder")
+    if config.power_state not in (records.POWER_RUNNING, records.POWER_OFF):
+        raise exceptions.RequestRefused(
+            f"instance {instance_uuid} is {config.power_state}; Nova rescues only "
+            "running or stopped instances")
+    _check_rescue_vm_name_free(host, instance_uuid, instance_vm)
+    if image_id is None:
+        image_id = _own_image(host, config)
+    image_path = _cached_image(host, image_id)
+    image_format = host.disk_format(image_path)
+    if config.generation == records.GEN2 and image_format != "VHDX":
+        raise exceptions.UnsupportedImageFormat(
+            f"rescue image {image_id} is a {image_format}; a Gen2 VM boots only VHDX")
+    if image_generation is not None and image_generation != config.generation:
+        raise exceptions.GenerationMismatch(
+            f"rescue image {image_id} is for Gen{image_generation} VMs; instance "
+            f"{instance_uuid} is Gen{config.generation}")
+    for path in layout.rescue_disk_candidates(host.instances_path, config.instance_dir):
+        if host.file_exists(path):
+            raise exceptions.RequestRefused(
+                f"a rescue disk {path} is left from an earlier rescue; run "
+                f"'rescue-flow run unrescue {instance_uuid}' to remove it")
+    return RescuePlan(instance_vm, image_path, image_format)
+
+
+def _check_root_disk(config: records.VMConfig) -> None:
+    volumes = [d for d in config.disks if d.drive_type == records.DRIVE_VOLUME]
+    try:
+        config.root_disk  # noqa: B018 - raises LookupError when absent
+    except LookupError:
+        if volumes:
+            raise exceptions.BootFromVolumeNotSupported(
+                f"instance {config.instance_uuid} boots from a volume; rescue needs "
+                "a local root.vhd or root.vhdx") from None
+        raise exceptions.RequestRefused(
+            f"instance {config.instance_uuid} has no local root disk "
+            "(root.vhd or root.vhdx)") from None
+
+
+def _check_rescue_vm_name_free(host: HyperVHost, instance_uuid: str,
+                               instance_vm: str) -> None:
+    name = layout.rescue_vm_name(instance_vm)
+    ours = host.find_rescue_vm(instance_uuid)
+    if host.vm_exists(name) and (ours is None or ours.name != name):
+        raise exceptions.RequestRefused(
+            f"a VM named {name} exists and is not this instance's rescue VM")
+
+
+def _cached_image(host: HyperVHost, image_id: str) -> str:
+    candidates = layout.cached_image_candidates(host.instances_path, image_id)
+    for path in candidates:
+        if host.file_exists(path):
+            return path
+    raise exceptions.RescueImageNotCached(
+        f"rescue image {image_id} is not in this host's image cache "
+        f"(looked for {' and '.join(candidates)}); boot any instance from it once, "
+        "or copy it there")
+
+
+def _own_image(host: HyperVHost, config: records.VMConfig) -> str:
+    """The image the instance booted from: its root disk's parent in the cache."""
+    parent = host.disk_parent(config.root_disk.path)
+    cache = host.paths.join(host.instances_path, layout.IMAGE_CACHE_DIR)
+    if parent and host.paths.normcase(host.paths.dirname(parent)) == \
+            host.paths.normcase(cache):
+        stem = host.paths.splitext(host.paths.basename(parent))[0]
+        try:
+            return canonical_uuid(stem, "image id")
+        except exceptions.InvalidIdentifier:
+            pass
+    raise exceptions.RescueImageNotCached(
+        f"no rescue image was given and the root disk of instance "
+        f"{config.instance_uuid} is not based on a cached image; pass --image")
