@@ -28,8 +28,8 @@ def canonical_uuid(value: Any, what: str) -> str:
         raise exceptions.InvalidIdentifier(f"{what} is not a UUID: {value!r}") from None
     canonical = str(parsed)
     # uuid.UUID accepts braces, "urn:uuid:" and missing hyphens; Nova never
-    # sends those, and a lenient parse would let two spellings of one id
-    # escape the per-instance serialization.
+    # sends those. Case is folded: every id is used in its canonical form, so
+    # two spellings of one id cannot escape the per-instance serialization.
     if value.lower() != canonical:
         raise exceptions.InvalidIdentifier(
             f"{what} is not in canonical UUID form: {value!r}")

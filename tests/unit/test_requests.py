@@ -1,0 +1,58 @@
+"""Requests refuse bad identifiers with a clear error, whatever brought them."""
+
+from __future__ import annotations
+
+import pytest
+
+from rescue_flow import exceptions
+from rescue_flow.requests import Request
+
+UUID = "5b5a7b4e-3c0c-4d55-9a4c-2f0f3b1e9d01"
+
+
+@pytest.mark.parametrize("bad", [
+    "not-a-uuid", "../../etc/passwd",
+    "{5b5a7b4e-3c0c-4d55-9a4c-2f0f3b1e9d01}", "5b5a7b4e3c0c4d559a4c2f0f3b1e9d01", "",
+])
+def test_an_instance_id_that_is_not_a_canonical_uuid_is_refused(bad):
+    with pytest.raises(exceptions.InvalidIdentifier):
+        Request("rescue", bad, "req-1")
+
+
+def test_an_image_id_that_would_leave_the_cache_folder_is_refused():
+    with pytest.raises(exceptions.InvalidIdentifier, match="image id"):
+        Request("rescue", UUID, "req-1", image_id="../../Windows/System32/x")
+
+
+@pytest.mark.parametrize("value", [12, None, ["a"]])
+def test_an_instance_id_of_the_wrong_type_is_refused(value):
+    with pytest.raises(exceptions.InvalidIdentifier, match="UUID string"):
+        Request("rescue", value, "req-1")
+
+
+def test_an_unknown_action_is_refused():
+    with pytest.raises(exceptions.InvalidRequest, match="action"):
+        Request("reboot", UUID, "req-1")
+
+
+def test_an_unrescue_takes_no_image():
+    with pytest.raises(exceptions.InvalidRequest, match="no image"):
+        Request("unrescue", UUID, "req-1", image_id=UUID)
+
+
+def test_missing_fields_are_named():
+    with pytest.raises(exceptions.InvalidRequest, match="instance_uuid, request_id"):
+        Request.from_dict({"action": "rescue"})
+
+
+def test_a_request_round_trips_through_a_dict():
+    request = Request("rescue", UUID, "req-1", host="hv1", image_id=UUID,
+                      image_generation=2, source="nova")
+
+    assert Request.from_dict(request.to_dict()) == request
+
+
+def test_an_upper_case_uuid_is_accepted_and_made_canonical():
+    request = Request("rescue", UUID.upper(), "req-1")
+
+    assert request.instance_uuid == UUID
