@@ -10,6 +10,7 @@ unrescue (or the worker) removes it, since these steps are idempotent.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from rescue_flow import exceptions
@@ -17,6 +18,20 @@ from rescue_flow.tasks.base import HostTask
 from rescue_flow.tasks.disks import restore_root_on_instance
 
 LOG = logging.getLogger(__name__)
+
+
+def _leftover_unless_done(what: str, action: Callable[[], None]) -> str | None:
+    """Run a clean-up action; on any error, report ``what`` as left over.
+
+    Any error, not just Hyper-V's: an exception escaping here would make
+    TaskFlow revert the whole unrescue and take the running instance down.
+    """
+    try:
+        action()
+    except Exception as exc:
+        LOG.exception("Could not remove %s; a later unrescue will: %s", what, exc)
+        return f"{what}: {exc}"
+    return None
 
 
 class DestroyRescueVM(HostTask):
@@ -27,13 +42,8 @@ class DestroyRescueVM(HostTask):
     def execute(self, rescue_vm: str | None) -> str | None:
         if rescue_vm is None:
             return None
-        try:
-            self.host.destroy_vm(rescue_vm)
-        except exceptions.HyperVError as exc:
-            LOG.error("Could not destroy rescue VM %s, left for a later unrescue: %s",
-                      rescue_vm, exc)
-            return f"VM {rescue_vm}: {exc}"
-        return None
+        return _leftover_unless_done(f"VM {rescue_vm}",
+                                     lambda: self.host.destroy_vm(rescue_vm))
 
 
 class DeleteRescueDisk(HostTask):
@@ -44,16 +54,13 @@ class DeleteRescueDisk(HostTask):
     def execute(self, rescue_disk: str | None, rescue_vm: str | None) -> str | None:
         if rescue_disk is None:
             return None
-        if rescue_vm is not None and self.host.vm_exists(rescue_vm):
-            return f"file {rescue_disk}: still used by {rescue_vm}"
-        try:
-            self.host.delete_file(rescue_disk)
-        except exceptions.HyperVError as exc:
-            LOG.error("Could not delete rescue disk %s, left for a later unrescue: %s",
-                      rescue_disk, exc)
-            return f"file {rescue_disk}: {exc}"
-        return None
 
+        def delete() -> None:
+            if rescue_vm is not None and self.host.vm_exists(rescue_vm):
+                raise exceptions.RescueFlowError(f"still attached to {rescue_vm}")
+            self.host.delete_file(rescue_disk)
+
+        return _leftover_unless_done(f"file {rescue_disk}", delete)
 
 
 class EnsureRootDiskOnInstance(HostTask):

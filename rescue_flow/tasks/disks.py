@@ -44,8 +44,13 @@ class DetachRootDiskFromRescueVM(HostTask):
         self.host.detach_disk(rescue_vm, config(original).root_disk.path)
 
     def revert(self, rescue_vm: str, rescue_root_disk: dict[str, Any],
-               **kwargs: Any) -> None:
-        self.host.attach_disk(rescue_vm, records.DiskAttachment(**rescue_root_disk))
+               original: dict[str, Any], rescue_disk: str | None, **kwargs: Any) -> None:
+        root = records.DiskAttachment(**rescue_root_disk)
+        self.host.attach_disk(rescue_vm, root)
+        if rescue_disk is not None and config(original).generation == records.GEN2:
+            # Re-attaching put the root disk last; the rescue VM had it right
+            # after the rescue disk, ahead of the network.
+            self.host.set_boot_order(rescue_vm, records.GEN2, (rescue_disk, root.path))
 
 
 class AttachRootDiskToInstance(HostTask):

@@ -1,0 +1,153 @@
+"""Every os-win call of both flows, at every position, fails once: the host stays whole.
+
+For each scenario a reference run records the calls a successful flow makes.
+Then, for each call in turn, the host is put back to its state before the
+flow, a fault is armed on exactly that call, and the flow runs again:
+
+- a permanent fault must leave the host equal, byte for byte in the
+  simulated host's canonical view, to the host before the flow; the one
+  exception is unrescue's clean-up after the instance runs again, which
+  must report leftovers that the next unrescue removes;
+- a transient fault must be retried and end in the same host as a clean run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from simsite import GEN1_IMAGE, GEN2_IMAGE, make_site
+
+from rescue_flow.outcome import Outcome
+from rescue_flow.requests import Request
+
+UUID = "cccccccc-0000-4000-8000-000000000003"
+VM = "instance-00000003"
+CLEANUP_STEPS = ("DestroyRescueVM", "DeleteRescueDisk")
+# By design, a refused soft shutdown falls back to a hard power-off (as Nova
+# does): a permanent fault there must end like a clean run, not in a revert.
+ABSORBED_BY_DESIGN = {"soft_shutdown_vm"}
+
+SCENARIOS = [
+    pytest.param(1, 0, id="gen1-no-nics"),
+    pytest.param(1, 2, id="gen1-2-nics"),
+    pytest.param(2, 0, id="gen2-no-nics"),
+    pytest.param(2, 2, id="gen2-2-nics"),
+]
+
+
+class Bench:
+    """A seeded host whose state file can be put back to a saved point."""
+
+    def __init__(self, tmp_path, generation, nics):
+        self.site = make_site(str(tmp_path))
+        image = GEN1_IMAGE if generation == 1 else GEN2_IMAGE
+        self.site.sim.add_vm(VM, UUID, image, nics=nics, config_drive=True)
+        self.image = image
+        self.state_file = self.site.conf.simulated.state_file
+        self.quarantine = os.path.join(self.site.conf.state_path, "quarantine.json")
+
+    def save(self, name):
+        shutil.copyfile(self.state_file, f"{self.state_file}.{name}")
+
+    def restore(self, name):
+        tmp = f"{self.state_file}.restoring"
+        shutil.copyfile(f"{self.state_file}.{name}", tmp)
+        os.replace(tmp, self.state_file)
+        if os.path.exists(self.quarantine):
+            os.remove(self.quarantine)
+        self.site.sim.clear_faults()
+        self.site.sim.clear_calls()
+
+    def run(self, action, on_step=None):
+        image = self.image if action == "rescue" else None
+        request = Request(action, UUID, f"req-{action}", image_id=image)
+        return self.site.runner.handle(request, on_step=on_step)
+
+    def reference(self, action):
+        """The calls of a clean run, each with the step it belongs to."""
+        self.site.sim.clear_calls()
+        starts = [(0, "observe")]  # the runner reads the host before the flow
+
+        def mark(event):
+            if event.state == "RUNNING":
+                starts.append((len(self.site.sim.calls()), event.step))
+
+        result = self.run(action, on_step=mark)
+        assert result.outcome is Outcome.SUCCESS, result.reason
+        calls = self.site.sim.calls()
+        positions = []
+        for index, call in enumerate(calls):
+            step = [name for first, name in starts if first <= index][-1]
+            occurrence = sum(1 for c in calls[:index] if c["method"] == call["method"])
+            positions.append((call["method"], occurrence, step))
+        return positions
+
+
+def _check_positions(bench, action, mode, positions, start, start_view, clean_end,
+                     original):
+    problems = []
+    for method, occurrence, step in positions:
+        bench.restore(start)
+        bench.site.sim.set_fault(method, mode, after=occurrence, times=1)
+        result = bench.run(action)
+        bench.site.sim.clear_faults()
+        where = f"{mode} fault in {method} #{occurrence} ({step})"
+        view = bench.site.view()
+        if mode == "transient" or method in ABSORBED_BY_DESIGN:
+            if result.outcome is not Outcome.SUCCESS or view != clean_end:
+                problems.append(f"{where}: {result.outcome.value} {result.reason}")
+        elif action == "unrescue" and step in CLEANUP_STEPS:
+            instance_runs = '"power_state": "running"' in view
+            if result.outcome is not Outcome.SUCCESS or not result.leftovers or \
+                    not instance_runs:
+                problems.append(f"{where}: expected success with leftovers, got "
+                                f"{result.outcome.value} {result.leftovers}")
+            elif bench.run("unrescue").outcome is not Outcome.SUCCESS or \
+                    bench.site.view() != original:
+                problems.append(f"{where}: a later unrescue did not remove the leftovers")
+        elif result.outcome not in (Outcome.FAILED, Outcome.REFUSED):
+            problems.append(f"{where}: expected a reverted failure, got "
+                            f"{result.outcome.value} {result.reason}")
+        elif view != start_view:
+            problems.append(f"{where}: the host differs from before the {action}")
+    return problems
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["permanent", "transient"])
+@pytest.mark.parametrize(("generation", "nics"), SCENARIOS)
+def test_a_fault_at_any_call_of_rescue_leaves_the_host_as_before_or_rescued(
+        tmp_path, generation, nics, mode):
+    bench = Bench(tmp_path, generation, nics)
+    bench.save("active")
+    original = bench.site.view()
+    positions = bench.reference("rescue")
+    rescued = bench.site.view()
+
+    problems = _check_positions(bench, "rescue", mode, positions, "active", original,
+                                rescued, original)
+
+    assert not problems, "\n".join(problems)
+    assert len(positions) > 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["permanent", "transient"])
+@pytest.mark.parametrize(("generation", "nics"), SCENARIOS)
+def test_a_fault_at_any_call_of_unrescue_leaves_the_instance_rescued_or_restored(
+        tmp_path, generation, nics, mode):
+    bench = Bench(tmp_path, generation, nics)
+    original = bench.site.view()
+    assert bench.run("rescue").outcome is Outcome.SUCCESS
+    bench.save("rescued")
+    rescued = bench.site.view()
+    positions = bench.reference("unrescue")
+    assert bench.site.view() == original
+
+    problems = _check_positions(bench, "unrescue", mode, positions, "rescued", rescued,
+                                original, original)
+
+    assert not problems, "\n".join(problems)
+    assert len(positions) > 15
