@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from typing import Any
 
 from rescue_flow import config, hyperv
+from rescue_flow.outcome import Outcome
 from rescue_flow.requests import Request
 from rescue_flow.runner import FlowRunner
 from rescue_flow.simhost import SimulatedHost
@@ -15,6 +17,8 @@ GEN1_IMAGE = "11111111-1111-4111-8111-111111111111"
 GEN2_IMAGE = "22222222-2222-4222-8222-222222222222"
 GEN1_UUID = "aaaaaaaa-0000-4000-8000-000000000001"
 GEN2_UUID = "bbbbbbbb-0000-4000-8000-000000000002"
+BENCH_UUID = "cccccccc-0000-4000-8000-000000000003"
+BENCH_VM = "instance-00000003"
 
 
 @dataclasses.dataclass
@@ -50,3 +54,51 @@ def make_site(tmp_path: Any, **hyperv_overrides: Any) -> Site:
     sim.add_image(GEN1_IMAGE, 1, "vhd")
     sim.add_image(GEN2_IMAGE, 2, "vhdx")
     return Site(conf, sim, FlowRunner.from_conf(conf, hyperv.get_host(conf)))
+
+
+class Bench:
+    """A seeded host whose state file can be put back to a saved point."""
+
+    def __init__(self, tmp_path, generation, nics):
+        self.site = make_site(str(tmp_path))
+        image = GEN1_IMAGE if generation == 1 else GEN2_IMAGE
+        self.site.sim.add_vm(BENCH_VM, BENCH_UUID, image, nics=nics, config_drive=True)
+        self.image = image
+        self.state_file = self.site.conf.simulated.state_file
+        self.quarantine = os.path.join(self.site.conf.state_path, "quarantine.json")
+
+    def save(self, name):
+        shutil.copyfile(self.state_file, f"{self.state_file}.{name}")
+
+    def restore(self, name):
+        tmp = f"{self.state_file}.restoring"
+        shutil.copyfile(f"{self.state_file}.{name}", tmp)
+        os.replace(tmp, self.state_file)
+        if os.path.exists(self.quarantine):
+            os.remove(self.quarantine)
+        self.site.sim.clear_faults()
+        self.site.sim.clear_calls()
+
+    def run(self, action, on_step=None):
+        image = self.image if action == "rescue" else None
+        request = Request(action, BENCH_UUID, f"req-{action}", image_id=image)
+        return self.site.runner.handle(request, on_step=on_step)
+
+    def reference(self, action):
+        """The calls of a clean run, each with the step it belongs to."""
+        self.site.sim.clear_calls()
+        starts = [(0, "observe")]  # the runner reads the host before the flow
+
+        def mark(event):
+            if event.state == "RUNNING":
+                starts.append((len(self.site.sim.calls()), event.step))
+
+        result = self.run(action, on_step=mark)
+        assert result.outcome is Outcome.SUCCESS, result.reason
+        calls = self.site.sim.calls()
+        positions = []
+        for index, call in enumerate(calls):
+            step = [name for first, name in starts if first <= index][-1]
+            occurrence = sum(1 for c in calls[:index] if c["method"] == call["method"])
+            positions.append((call["method"], occurrence, step))
+        return positions

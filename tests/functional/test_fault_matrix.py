@@ -13,17 +13,11 @@ flow, a fault is armed on exactly that call, and the flow runs again:
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
-from simsite import GEN1_IMAGE, GEN2_IMAGE, make_site
+from simsite import Bench
 
 from rescue_flow.outcome import Outcome
-from rescue_flow.requests import Request
 
-UUID = "cccccccc-0000-4000-8000-000000000003"
-VM = "instance-00000003"
 CLEANUP_STEPS = ("DestroyRescueVM", "DeleteRescueDisk")
 # By design, a refused soft shutdown falls back to a hard power-off (as Nova
 # does): a permanent fault there must end like a clean run, not in a revert.
@@ -35,54 +29,6 @@ SCENARIOS = [
     pytest.param(2, 0, id="gen2-no-nics"),
     pytest.param(2, 2, id="gen2-2-nics"),
 ]
-
-
-class Bench:
-    """A seeded host whose state file can be put back to a saved point."""
-
-    def __init__(self, tmp_path, generation, nics):
-        self.site = make_site(str(tmp_path))
-        image = GEN1_IMAGE if generation == 1 else GEN2_IMAGE
-        self.site.sim.add_vm(VM, UUID, image, nics=nics, config_drive=True)
-        self.image = image
-        self.state_file = self.site.conf.simulated.state_file
-        self.quarantine = os.path.join(self.site.conf.state_path, "quarantine.json")
-
-    def save(self, name):
-        shutil.copyfile(self.state_file, f"{self.state_file}.{name}")
-
-    def restore(self, name):
-        tmp = f"{self.state_file}.restoring"
-        shutil.copyfile(f"{self.state_file}.{name}", tmp)
-        os.replace(tmp, self.state_file)
-        if os.path.exists(self.quarantine):
-            os.remove(self.quarantine)
-        self.site.sim.clear_faults()
-        self.site.sim.clear_calls()
-
-    def run(self, action, on_step=None):
-        image = self.image if action == "rescue" else None
-        request = Request(action, UUID, f"req-{action}", image_id=image)
-        return self.site.runner.handle(request, on_step=on_step)
-
-    def reference(self, action):
-        """The calls of a clean run, each with the step it belongs to."""
-        self.site.sim.clear_calls()
-        starts = [(0, "observe")]  # the runner reads the host before the flow
-
-        def mark(event):
-            if event.state == "RUNNING":
-                starts.append((len(self.site.sim.calls()), event.step))
-
-        result = self.run(action, on_step=mark)
-        assert result.outcome is Outcome.SUCCESS, result.reason
-        calls = self.site.sim.calls()
-        positions = []
-        for index, call in enumerate(calls):
-            step = [name for first, name in starts if first <= index][-1]
-            occurrence = sum(1 for c in calls[:index] if c["method"] == call["method"])
-            positions.append((call["method"], occurrence, step))
-        return positions
 
 
 def _check_positions(bench, action, mode, positions, start, start_view, clean_end,
