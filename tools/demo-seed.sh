@@ -44,7 +44,7 @@ sim init
 sim add-image "$GEN1_IMAGE" --generation 1 --format vhd
 sim add-image "$GEN2_IMAGE" --generation 2 --format vhdx
 sim add-vm instance-00000001 --uuid 3f1c9a52-7b3e-4d8a-9e21-5a6b7c8d9e01 \
-    --image "$GEN1_IMAGE" --generation 1
+    --image "$GEN1_IMAGE" --generation 1 --nics 1
 sim add-vm instance-00000002 --uuid 9b2d4e6f-1a3c-4b5d-8e7f-0a1b2c3d4e02 \
     --image "$GEN2_IMAGE" --generation 2 --nics 2
 sim show
