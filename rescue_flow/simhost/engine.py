@@ -1,0 +1,123 @@
+"""How one os-win call runs against the state file.
+
+Every public method of the Sim*Utils classes is an ``@oswin_call``. A call:
+
+1. sleeps for the method's injected latency, outside the lock, so other
+   threads and processes go on meanwhile (like a slow WMI job);
+2. takes the lock and loads the state (cached when unchanged);
+3. appends ``{"method", "args"}`` to the call log (so a call that then
+   fails or crashes is still on record);
+4. counts the call against the method's fault, if one is armed, and
+   persists the count; a fault then raises, or exits the process;
+5. applies the call and writes the state if the call changed it;
+6. releases the lock.
+
+The decorated function takes the state as its second parameter; callers
+never see it: ``__signature__`` is os-win's signature, which the contract
+test compares with os-win's own.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import os
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from rescue_flow.simhost import faults
+from rescue_flow.simhost.model import HostState
+from rescue_flow.simhost.store import StateStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+Body = Callable[[HostState, dict[str, Any]], Any]
+
+
+class Engine:
+    """Runs os-win calls against one state file."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def invoke(self, method: str, args: dict[str, Any], body: Body,
+               mutates: bool) -> Any:
+        slept = False
+        while True:
+            with self.store.locked() as tx:
+                delay = faults.latency(tx.data, method)
+                if slept or not delay:
+                    return self._apply(tx, method, args, body, mutates)
+            time.sleep(delay)
+            slept = True
+
+    def _apply(self, tx: Any, method: str, args: dict[str, Any], body: Body,
+               mutates: bool) -> Any:
+        self.store.append_call({"method": method, "args": args})
+        changed, mode = faults.consume(tx.data, method)
+        if changed:
+            tx.write()
+        if mode == faults.CRASH_BEFORE:
+            _crash()
+        if mode in (faults.PERMANENT, faults.TRANSIENT):
+            raise faults.error_for(method, mode)
+        try:
+            # Copies both ways: the state must never share objects with the
+            # caller, or a caller's later edit would change the cached state.
+            result = body(HostState(tx.data), copy.deepcopy(args))
+        except BaseException:
+            tx.discard()  # the body may have half-applied its change in memory
+            if mode == faults.CRASH_AFTER:
+                _crash()
+            raise
+        if mutates:
+            tx.write_if_changed()
+        if mode == faults.CRASH_AFTER:
+            _crash()
+        return copy.deepcopy(result)
+
+
+def _crash() -> None:
+    os._exit(faults.CRASH_EXIT_CODE)
+
+
+def oswin_call(*, mutates: bool) -> Callable[[F], F]:
+    """Make ``func(self, state, <os-win parameters>)`` an os-win method.
+
+    ``mutates=False`` marks a read: it never writes the state file (unless
+    a fault's counter moved).
+    """
+    def decorate(func: F) -> F:
+        sig = inspect.signature(func)
+        params = list(sig.parameters.values())
+        oswin_params = params[2:]  # without self and the state
+        assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in oswin_params), func
+        public = sig.replace(parameters=oswin_params)
+        name = func.__name__
+
+        @functools.wraps(func)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            bound = public.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return self._engine.invoke(
+                name, dict(bound.arguments),
+                lambda state, a: func(self, state, **a), mutates)
+
+        call.__signature__ = sig.replace(parameters=[params[0], *oswin_params])  # type: ignore[attr-defined]
+        call.__oswin_call__ = True  # type: ignore[attr-defined]
+        return call  # type: ignore[return-value]
+    return decorate
+
+
+class SimUtils:
+    """Base of the Sim*Utils classes: holds the engine, offers nothing public."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+
+def oswin_methods(cls: type) -> list[str]:
+    """Names of the os-win methods a Sim*Utils class offers."""
+    return sorted(name for name in dir(cls)
+                  if getattr(getattr(cls, name), "__oswin_call__", False))

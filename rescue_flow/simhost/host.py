@@ -1,0 +1,164 @@
+"""SimulatedHost: the os-win surface plus the test affordances beside it.
+
+``host.vmutils``, ``host.vhdutils``, ``host.pathutils`` and ``host.netutils``
+offer os-win's methods and nothing else. Seeding, inspection and fault
+injection live here, on the host, so no affordance can be mistaken for
+part of os-win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rescue_flow.simhost import faults, seed
+from rescue_flow.simhost.engine import Engine, oswin_methods
+from rescue_flow.simhost.model import HostState, new_state
+from rescue_flow.simhost.networkutils import SimNetworkUtils
+from rescue_flow.simhost.pathutils import SimPathUtils
+from rescue_flow.simhost.store import StateFileMissing, StateStore
+from rescue_flow.simhost.vhdutils import SimVHDUtils
+from rescue_flow.simhost.view import build_view, render_text, to_json
+from rescue_flow.simhost.vmutils import SimVMUtils
+
+SIM_CLASSES: dict[str, type] = {
+    "vmutils": SimVMUtils,
+    "vhdutils": SimVHDUtils,
+    "pathutils": SimPathUtils,
+    "netutils": SimNetworkUtils,
+}
+
+
+def offered_methods() -> dict[str, str]:
+    """Every os-win method the simulated host offers -> its attribute."""
+    offered: dict[str, str] = {}
+    for attr, cls in SIM_CLASSES.items():
+        for name in oswin_methods(cls):
+            # Faults and latencies are keyed by method name alone.
+            assert name not in offered, f"{name} offered twice"
+            offered[name] = attr
+    return offered
+
+
+class SimulatedHost:
+    """A simulated Hyper-V host kept in one JSON state file.
+
+    Any number of SimulatedHost objects, in any threads and processes, may
+    share one state file; each os-win call is atomic against the others.
+    """
+
+    CRASH_EXIT_CODE = faults.CRASH_EXIT_CODE
+
+    def __init__(self, state_file: str) -> None:
+        self._store = StateStore(state_file)
+        if not self._store.exists():
+            raise StateFileMissing(
+                f"simulated host state file {self._store.path} does not exist; "
+                f"create it with 'rescue-flow sim init' or SimulatedHost.init()")
+        engine = Engine(self._store)
+        self.vmutils = SimVMUtils(engine)
+        self.vhdutils = SimVHDUtils(engine)
+        self.pathutils = SimPathUtils(engine)
+        self.netutils = SimNetworkUtils(engine)
+
+    @property
+    def state_file(self) -> str:
+        return self._store.path
+
+    @classmethod
+    def init(cls, state_file: str, instances_path: str,
+             switches: Sequence[str] = ("external",)) -> SimulatedHost:
+        """Create a fresh, empty host (overwriting any state) and open it."""
+        if isinstance(switches, str):
+            switches = (switches,)
+        StateStore(state_file).replace(new_state(instances_path, list(switches)))
+        return cls(state_file)
+
+    # -- seeding -------------------------------------------------------------
+
+    def add_image(self, image_id: str, generation: int, fmt: str) -> str:
+        """Put ``<instances_path>/_base/<image_id>.<fmt>`` in the image cache."""
+        return self._seed(seed.add_image, image_id, generation, fmt)
+
+    def add_vm(self, name: str, uuid: str, image_id: str, generation: int | None = None,
+               stopped: bool = False, boot_from_volume: bool = False, nics: int = 0,
+               memory_mb: int = 1024, vcpus: int = 1, config_drive: bool = False,
+               soft_shutdown: str = "clean") -> None:
+        """Create an instance VM as Nova's Hyper-V driver would have (see seed)."""
+        self._seed(seed.add_vm, name, uuid, image_id, generation=generation,
+                   stopped=stopped, boot_from_volume=boot_from_volume, nics=nics,
+                   memory_mb=memory_mb, vcpus=vcpus, config_drive=config_drive,
+                   soft_shutdown=soft_shutdown)
+
+    def _seed(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._store.locked() as tx:
+            try:
+                result = func(HostState(tx.data), *args, **kwargs)
+            except BaseException:
+                tx.discard()
+                raise
+            tx.write_if_changed()
+            return result
+
+    # -- inspection ------------------------------------------------------------
+
+    def view(self) -> dict[str, Any]:
+        """The canonical view: configuration only, see rescue_flow.simhost.view."""
+        with self._store.locked() as tx:
+            return build_view(tx.data)
+
+    def view_json(self) -> str:
+        return to_json(self.view())
+
+    def view_text(self) -> str:
+        """The view as a tree for people, with armed faults and latencies."""
+        with self._store.locked() as tx:
+            return render_text(build_view(tx.data), tx.data["faults"],
+                               tx.data["latency"])
+
+    def calls(self) -> list[dict[str, Any]]:
+        """The os-win calls made so far, oldest first: {"method", "args"}."""
+        return self._store.read_calls()
+
+    def clear_calls(self) -> None:
+        self._store.clear_calls()
+
+    @property
+    def instances_path(self) -> str:
+        with self._store.locked() as tx:
+            return str(tx.data["instances_path"])
+
+    # -- faults and latency ------------------------------------------------------
+
+    def set_fault(self, method: str, mode: str, after: int = 0,
+                  times: int | None = None) -> None:
+        """Make calls of ``method`` fail; see rescue_flow.simhost.faults."""
+        faults.check_method(method, offered_methods())
+        with self._store.locked() as tx:
+            faults.set_fault(tx.data, method, mode, after, times)
+            tx.write()
+
+    def set_latency(self, method: str, seconds: float) -> None:
+        """Make each call of ``method`` take ``seconds`` longer (0 removes it)."""
+        faults.check_method(method, offered_methods())
+        with self._store.locked() as tx:
+            faults.set_latency(tx.data, method, seconds)
+            tx.write()
+
+    def clear_faults(self) -> None:
+        """Remove every fault and latency."""
+        with self._store.locked() as tx:
+            faults.clear(tx.data)
+            tx.write_if_changed()
+
+    def armed_faults(self) -> dict[str, Any]:
+        """Armed faults (with their counters) and latencies, for inspection."""
+        with self._store.locked() as tx:
+            return {"faults": {k: dict(v) for k, v in tx.data["faults"].items()},
+                    "latency": dict(tx.data["latency"])}
+
+    def __repr__(self) -> str:
+        return f"SimulatedHost({self._store.path!r})"
+
+
+__all__ = ["SIM_CLASSES", "SimulatedHost", "offered_methods"]

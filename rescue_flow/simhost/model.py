@@ -1,0 +1,221 @@
+"""The simulated host's state, and the lookups every utils class shares.
+
+The state is plain JSON (so any process can load it)::
+
+    {"format": 1, "instances_path": str,
+     "switches": {name: {"id": str}},
+     "images":   {image_id: {"generation": int, "format": "VHD"|"VHDX", "path": str}},
+     "dirs":     {key: path},
+     "files":    {key: {"path", "format", "parent", "kind", "virtual_size"}},
+     "vms":      {name: {"id", "notes", "generation", "memory_mb", "vcpus",
+                         "memory_per_numa_node", "state", "started_at",
+                         "config_root", "soft_shutdown", "boot_order",
+                         "controllers": [{"type": "IDE"|"SCSI", "addr": int,
+                                          "slots": {"0": drive}}],
+                         "nics": {name: {"mac": str, "switch": str|None}}}},
+     "faults": {...}, "latency": {...}, "next_mac": int}
+
+``key`` is the case-folded, normalised path: Windows file systems ignore
+case, and so does the simulated one. A drive is ``{"path", "type":
+"disk"|"dvd"|"passthrough", "serial"}``; ``path`` is the file (or, for a
+passthrough disk, the host disk's WMI path) exactly as the caller gave it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from rescue_flow.simhost.oswin import constants, exceptions
+
+STATE_FORMAT = 1
+IDE_SLOTS = constants.IDE_CONTROLLER_SLOTS_NUMBER
+SCSI_SLOTS = constants.SCSI_CONTROLLER_SLOTS_NUMBER
+MAX_SCSI_CONTROLLERS = 4  # Hyper-V's limit per VM, both generations
+MAX_NICS = 8  # synthetic NICs per VM
+GEN1_DEFAULT_BOOT_ORDER = [constants.BOOT_DEVICE_CDROM, constants.BOOT_DEVICE_HARDDISK,
+                           constants.BOOT_DEVICE_NETWORK, constants.BOOT_DEVICE_FLOPPY]
+NETWORK_BOOT_PREFIX = "network:"
+GIB = 1 << 30
+
+Drive = dict[str, Any]
+Vm = dict[str, Any]
+Controller = dict[str, Any]
+
+
+def new_state(instances_path: str, switches: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "format": STATE_FORMAT,
+        "instances_path": instances_path,
+        "switches": {name: {"id": str(uuid.uuid4())} for name in switches},
+        "images": {}, "dirs": {}, "files": {}, "vms": {},
+        "faults": {}, "latency": {}, "next_mac": 1,
+    }
+    HostState(state).add_dir(instances_path)
+    return state
+
+
+def refuse(message: str) -> exceptions.HyperVException:
+    """What a failed WMI job looks like to os-win's caller."""
+    return exceptions.HyperVException(f"Hyper-V (simulated) refused: {message}")
+
+
+def path_key(path: str) -> str:
+    return os.path.normpath(path).casefold()
+
+
+def same_resource(a: str | None, b: str | None) -> bool:
+    """os-win compares disk paths with ``.lower()``; so does Hyper-V."""
+    return a is not None and b is not None and a.lower() == b.lower()
+
+
+def is_uuid_like(value: Any) -> bool:
+    """Same test as oslo_utils.uuidutils.is_uuid_like (os-win uses it)."""
+    try:
+        plain = value.replace("urn:", "").replace("uuid:", "").strip("{}")
+        return str(uuid.UUID(value)).replace("-", "") == plain.replace("-", "").lower()
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+def mac_with_colons(mac: str) -> str:
+    return ":".join(mac[i:i + 2] for i in range(0, len(mac), 2))
+
+
+class HostState:
+    """Typed-ish access to the state dict; every mutation goes through here."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    # -- files and folders ------------------------------------------------
+
+    def dir_exists(self, path: str) -> bool:
+        return path_key(path) in self.data["dirs"]
+
+    def add_dir(self, path: str) -> None:
+        path = os.path.normpath(path)
+        while True:
+            self.data["dirs"].setdefault(path_key(path), path)
+            parent = os.path.dirname(path)
+            if parent == path or not parent:
+                return
+            path = parent
+
+    def parent_dir_exists(self, path: str) -> bool:
+        parent = os.path.dirname(os.path.normpath(path))
+        return not parent or self.dir_exists(parent)
+
+    def file(self, path: str) -> dict[str, Any] | None:
+        return self.data["files"].get(path_key(path))
+
+    def add_file(self, path: str, fmt: str, kind: str, parent: str | None = None,
+                 virtual_size: int = GIB) -> None:
+        self.data["files"][path_key(path)] = {
+            "path": os.path.normpath(path), "format": fmt, "parent": parent,
+            "kind": kind, "virtual_size": virtual_size}
+
+    def exists(self, path: str) -> bool:
+        return self.file(path) is not None or self.dir_exists(path)
+
+    # -- VMs ----------------------------------------------------------------
+
+    def vm(self, vm_name: str) -> Vm:
+        vm = self.data["vms"].get(vm_name)
+        if vm is None:
+            raise exceptions.HyperVVMNotFoundException(vm_name=vm_name)
+        return vm
+
+    def vm_names(self) -> list[str]:
+        return sorted(self.data["vms"])
+
+    # -- controllers and drives ----------------------------------------------
+
+    @staticmethod
+    def controller_path(vm_name: str, vm: Vm, ctrl: Controller) -> str:
+        # Opaque like a WMI path; the VM id makes a path go stale when the VM
+        # is destroyed, even if a new VM later gets the same name.
+        return f"sim:{vm_name}:{vm['id']}/{ctrl['type']}/{ctrl['addr']}"
+
+    def controllers(self) -> Iterator[tuple[str, Vm, Controller]]:
+        for name, vm in self.data["vms"].items():
+            for ctrl in vm["controllers"]:
+                yield name, vm, ctrl
+
+    def find_controller(self, ctrl_path: Any) -> tuple[str, Vm, Controller] | None:
+        if not isinstance(ctrl_path, str):
+            return None
+        for name, vm, ctrl in self.controllers():
+            if same_resource(self.controller_path(name, vm, ctrl), ctrl_path):
+                return name, vm, ctrl
+        return None
+
+    @staticmethod
+    def controller_slots(ctrl: Controller) -> int:
+        return IDE_SLOTS if ctrl["type"] == constants.CTRL_TYPE_IDE else SCSI_SLOTS
+
+    def drives(self) -> Iterator[tuple[str, Vm, Controller, int, Drive]]:
+        for name, vm, ctrl in self.controllers():
+            for slot, drive in sorted(ctrl["slots"].items(), key=lambda s: int(s[0])):
+                yield name, vm, ctrl, int(slot), drive
+
+    def find_drive(self, path: str | None, is_physical: bool, serial: str | None = None
+                   ) -> tuple[str, Vm, Controller, int, Drive] | None:
+        """The drive os-win's ``_get_mounted_disk_resource_from_path`` finds.
+
+        ``is_physical=True`` searches passthrough disks only (os-win queries
+        Msvm_ResourceAllocationSettingData); ``False`` searches image files,
+        VHD(X) and ISO (Msvm_StorageAllocationSettingData). A serial matches
+        the passthrough disk's ElementName instead of the path.
+        """
+        for found in self.drives():
+            drive = found[4]
+            if (drive["type"] == "passthrough") != bool(is_physical):
+                continue
+            if serial:
+                if drive.get("serial") == serial:
+                    return found
+            elif same_resource(drive["path"], path):
+                return found
+        return None
+
+    def scsi_index(self, vm: Vm, ctrl: Controller) -> int:
+        scsi = [c for c in vm["controllers"] if c["type"] == constants.CTRL_TYPE_SCSI]
+        return scsi.index(ctrl)
+
+    # -- NICs ---------------------------------------------------------------
+
+    def find_nic(self, nic_name: str) -> tuple[str, Vm, dict[str, Any]] | None:
+        for name, vm in self.data["vms"].items():
+            nic = vm["nics"].get(nic_name)
+            if nic is not None:
+                return name, vm, nic
+        return None
+
+    def add_nic(self, vm: Vm, nic_name: str, mac: str) -> dict[str, Any]:
+        """Add an unconnected NIC; ``mac`` is 12 upper-case hex digits."""
+        if self.find_nic(nic_name) is not None:
+            raise refuse(f"a NIC named {nic_name!r} exists on this host")
+        if len(vm["nics"]) >= MAX_NICS:
+            raise refuse(f"a VM has at most {MAX_NICS} network adapters")
+        nic = vm["nics"][nic_name] = {"mac": mac, "switch": None}
+        self.boot_order_append(vm, NETWORK_BOOT_PREFIX + nic_name)
+        return nic
+
+    def next_dynamic_mac(self) -> str:
+        # Hyper-V hands out dynamic MACs from its 00-15-5D range.
+        n = self.data["next_mac"]
+        self.data["next_mac"] = n + 1
+        return f"00155D{n:06X}"
+
+    # -- invariants used by several utils --------------------------------------
+
+    def boot_order_remove(self, vm: Vm, entry: str) -> None:
+        if vm["generation"] == constants.VM_GEN_2:
+            vm["boot_order"] = [e for e in vm["boot_order"] if not same_resource(e, entry)]
+
+    def boot_order_append(self, vm: Vm, entry: str) -> None:
+        if vm["generation"] == constants.VM_GEN_2:
+            vm["boot_order"].append(entry)

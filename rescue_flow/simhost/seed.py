@@ -1,0 +1,164 @@
+"""Seeding: put on the host what Nova's Hyper-V driver would have made.
+
+Seeding is a test affordance, not an os-win call: it is not in the call
+log, faults do not apply, and bad input is a ``ValueError`` (a mistake in
+the test or command line), never an os-win exception. The layout follows
+Nova's driver: ``<instances_path>/_base/<image id>.vhd(x)`` for cached
+images, ``<instances_path>/<vm name>/root.vhd(x)`` (a differencing disk on
+the cached image) and ``configdrive.iso`` for an instance.
+
+Seeded names and MACs are derived from the instance uuid, not random, so
+seeding the same configuration twice gives byte-identical views.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+from rescue_flow.simhost import disks
+from rescue_flow.simhost.model import (
+    GIB,
+    MAX_NICS,
+    HostState,
+    is_uuid_like,
+)
+from rescue_flow.simhost.oswin import constants
+from rescue_flow.simhost.vmutils import new_vm_record
+
+IMAGE_CACHE_DIR = "_base"
+SOFT_SHUTDOWN_MODES = ("clean", "hang")
+GEN1_SEEDED_BOOT_ORDER = [constants.BOOT_DEVICE_HARDDISK, constants.BOOT_DEVICE_CDROM,
+                          constants.BOOT_DEVICE_NETWORK, constants.BOOT_DEVICE_FLOPPY]
+_FORMATS = {"vhd": constants.DISK_FORMAT_VHD, "vhdx": constants.DISK_FORMAT_VHDX}
+# Namespace for the uuid5 names of seeded NICs and volumes.
+_SEED_NS = uuid.UUID("6f1d3c52-8a57-4f0e-9a65-3c1b2f7c9e10")
+
+
+def _disk_format(fmt: str) -> str:
+    fmt_key = str(fmt).lower()
+    if fmt_key not in _FORMATS:
+        raise ValueError(f"image format must be 'vhd' or 'vhdx', not {fmt!r}")
+    return _FORMATS[fmt_key]
+
+
+def add_image(st: HostState, image_id: str, generation: int, fmt: str) -> str:
+    if not image_id or os.sep in image_id or (os.altsep and os.altsep in image_id):
+        raise ValueError(f"invalid image id {image_id!r}")
+    if generation not in (constants.VM_GEN_1, constants.VM_GEN_2):
+        raise ValueError(f"generation must be 1 or 2, not {generation!r}")
+    disk_format = _disk_format(fmt)
+    if generation == constants.VM_GEN_2 and disk_format == constants.DISK_FORMAT_VHD:
+        raise ValueError("a Gen2 VM cannot boot from a VHD image: use vhdx")
+    if image_id in st.data["images"]:
+        raise ValueError(f"image {image_id!r} is already in the image cache")
+    base = os.path.join(st.data["instances_path"], IMAGE_CACHE_DIR)
+    path = os.path.join(base, f"{image_id}.{disk_format.lower()}")
+    if st.exists(path):
+        raise ValueError(f"{path} already exists on the simulated host")
+    st.add_dir(base)
+    st.add_file(path, disk_format, "dynamic", virtual_size=GIB)
+    st.data["images"][image_id] = {"generation": generation, "format": disk_format,
+                                   "path": path}
+    return path
+
+
+def _check_vm_request(st: HostState, name: str, instance_uuid: str, image_id: str,
+                      generation: int | None, nics: int, memory_mb: int, vcpus: int,
+                      soft_shutdown: str) -> dict[str, Any]:
+    if not name or os.sep in name:
+        raise ValueError(f"invalid VM name {name!r}")
+    if name in st.data["vms"]:
+        raise ValueError(f"a VM named {name!r} already exists")
+    if not is_uuid_like(instance_uuid):
+        raise ValueError(f"instance uuid {instance_uuid!r} is not a UUID")
+    for other, vm in st.data["vms"].items():
+        if instance_uuid in (vm["notes"] or []):
+            raise ValueError(f"uuid {instance_uuid} is already used by VM {other!r}")
+    image = st.data["images"].get(image_id)
+    if image is None:
+        raise ValueError(f"image {image_id!r} is not in the image cache; add it "
+                         f"first (add_image / 'rescue-flow sim add-image')")
+    if generation is not None and generation != image["generation"]:
+        raise ValueError(f"generation {generation} differs from image {image_id!r}'s "
+                         f"generation {image['generation']}")
+    if image["generation"] == constants.VM_GEN_2 and \
+            image["format"] == constants.DISK_FORMAT_VHD:
+        raise ValueError("a Gen2 VM cannot boot from a VHD image")
+    if not 0 <= nics <= MAX_NICS:
+        raise ValueError(f"nics must be between 0 and {MAX_NICS}, not {nics}")
+    if nics and not st.data["switches"]:
+        raise ValueError("the host has no virtual switch to connect NICs to")
+    if memory_mb < 32 or vcpus < 1:
+        raise ValueError("memory_mb must be >= 32 and vcpus >= 1")
+    if soft_shutdown not in SOFT_SHUTDOWN_MODES:
+        raise ValueError(f"soft_shutdown must be one of {SOFT_SHUTDOWN_MODES}")
+    vm_dir = os.path.join(st.data["instances_path"], name)
+    for leftover in ("root.vhd", "root.vhdx", "configdrive.iso"):
+        if st.exists(os.path.join(vm_dir, leftover)):
+            raise ValueError(f"{os.path.join(vm_dir, leftover)} already exists")
+    return image
+
+
+def volume_path(instance_uuid: str) -> str:
+    """The WMI path of the host disk a boot-from-volume instance boots from."""
+    volume_id = uuid.uuid5(_SEED_NS, f"{instance_uuid}/volume")
+    return rf'root\virtualization\v2:Msvm_DiskDrive.DeviceID="sim-volume-{volume_id}"'
+
+
+def add_vm(st: HostState, name: str, instance_uuid: str, image_id: str,
+           generation: int | None = None, stopped: bool = False,
+           boot_from_volume: bool = False, nics: int = 0, memory_mb: int = 1024,
+           vcpus: int = 1, config_drive: bool = False,
+           soft_shutdown: str = "clean") -> None:
+    image = _check_vm_request(st, name, instance_uuid, image_id, generation, nics,
+                              memory_mb, vcpus, soft_shutdown)
+    gen = image["generation"]
+    vm_dir = os.path.join(st.data["instances_path"], name)
+    vm = new_vm_record(gen, vm_dir, [instance_uuid])
+    vm.update(memory_mb=int(memory_mb), vcpus=int(vcpus), soft_shutdown=soft_shutdown)
+    st.data["vms"][name] = vm
+    st.add_dir(vm_dir)
+    disks.add_controller(vm, constants.CTRL_TYPE_SCSI)
+
+    def ctrl_path(ctrl_type: str, addr: int) -> str:
+        ctrl = next(c for c in vm["controllers"]
+                    if c["type"] == ctrl_type and c["addr"] == addr)
+        return st.controller_path(name, vm, ctrl)
+
+    root_ctrl = ctrl_path(constants.CTRL_TYPE_IDE, 0) if gen == constants.VM_GEN_1 \
+        else ctrl_path(constants.CTRL_TYPE_SCSI, 0)
+    if boot_from_volume:
+        root = volume_path(instance_uuid)
+        serial = str(uuid.uuid5(_SEED_NS, f"{instance_uuid}/volume"))
+        disks.attach(st, name, root, root_ctrl, 0, disks.PASSTHROUGH, serial=serial)
+    else:
+        root = os.path.join(vm_dir, f"root.{image['format'].lower()}")
+        st.add_file(root, image["format"], "differencing", parent=image["path"],
+                    virtual_size=st.file(image["path"])["virtual_size"])
+        disks.attach(st, name, root, root_ctrl, 0, disks.DISK)
+
+    switch = next(iter(st.data["switches"]), None)
+    for index in range(nics):
+        nic_id = str(uuid.uuid5(_SEED_NS, f"{instance_uuid}/nic/{index}"))
+        tail = uuid.uuid5(_SEED_NS, f"{instance_uuid}/mac/{index}").hex[:6].upper()
+        st.add_nic(vm, nic_id, "FA163E" + tail)["switch"] = switch
+
+    if config_drive:
+        iso = os.path.join(vm_dir, "configdrive.iso")
+        st.add_file(iso, constants.DVD_FORMAT, "iso", virtual_size=64 << 20)
+        if gen == constants.VM_GEN_1:
+            disks.attach(st, name, iso, ctrl_path(constants.CTRL_TYPE_IDE, 1), 0,
+                         disks.DVD)
+        else:
+            disks.attach(st, name, iso, root_ctrl, 1, disks.DVD)
+
+    if gen == constants.VM_GEN_1:
+        vm["boot_order"] = list(GEN1_SEEDED_BOOT_ORDER)
+    else:
+        disks.set_boot_order(st, name, [root])
+    if not stopped:
+        vm["state"] = constants.HYPERV_VM_STATE_ENABLED
+        vm["started_at"] = time.time()
