@@ -118,11 +118,153 @@ RETRY_OPTS = [
     ),
 ]
 
+NOVA_OPTS = [
+    cfg.BoolOpt(
+        "enabled",
+        default=True,
+        help="Consume Nova's rescue and unrescue notifications in this worker. "
+        "Every worker with this on joins one shared queue ([nova] pool), so each "
+        "Nova event is taken by exactly one of them, whichever it is, and routed "
+        "to the worker of the instance's host.",
+    ),
+    cfg.StrOpt(
+        "transport_url",
+        secret=True,
+        help="Broker that carries Nova's notifications (nova's "
+        "[oslo_messaging_notifications] transport_url). Unset: the same broker "
+        "as rescue-flow's own messages ([oslo_messaging_notifications] "
+        "transport_url, else [DEFAULT] transport_url).",
+    ),
+    cfg.StrOpt(
+        "exchange",
+        default="nova",
+        help="Nova's exchange (nova's [DEFAULT] control_exchange).",
+    ),
+    cfg.ListOpt(
+        "topics",
+        default=["versioned_notifications", "notifications"],
+        help="Nova's notification topics to consume: versioned_notifications "
+        "carries the versioned format (nova's [notifications] "
+        "versioned_notifications_topics), notifications the legacy one (nova's "
+        "[oslo_messaging_notifications] topics). Nova sends the legacy, the "
+        "versioned or both formats as its [notifications] notification_format "
+        "says; one event may thus arrive once per format, and the worker runs "
+        "it once.",
+    ),
+    cfg.StrOpt(
+        "pool",
+        default="rescue-flow",
+        help="Name of the queue that rescue-flow's workers share on Nova's "
+        "exchange. Every worker must use the same name: together they then get "
+        "one copy of each event. A different name gets its own copy of every "
+        "event, so two rescue-flow deployments on one Nova need two names.",
+    ),
+    cfg.BoolOpt(
+        "amqp_durable_queues",
+        default=False,
+        help="Must equal nova's [oslo_messaging_rabbit] amqp_durable_queues: "
+        "RabbitMQ refuses (PRECONDITION_FAILED) to declare Nova's exchange with a "
+        "different durability. When false, like Nova's own notifications, Nova "
+        "events not yet taken do not survive a broker restart; requests already "
+        "routed to a host's queue do (those queues are always durable).",
+    ),
+    cfg.ListOpt(
+        "hosts",
+        default=[],
+        help="Hosts that run a rescue-flow worker. Nova events for instances on "
+        "other hosts are ignored. Empty: every host named in an event. Set it "
+        "when Nova also runs other hypervisors: a request for a host without a "
+        "worker would wait in that host's queue forever.",
+    ),
+]
+
+WORKER_OPTS = [
+    cfg.StrOpt(
+        "exchange",
+        default="rescue_flow",
+        help="RabbitMQ exchange of rescue-flow's own messages: requests to the "
+        "workers, and their progress and results. Declared durable, with "
+        "durable queues and persistent messages, so requests survive a broker "
+        "restart.",
+    ),
+    cfg.StrOpt(
+        "requests_topic",
+        default="rescue_flow_requests",
+        help="Requests for host H wait in the durable queue "
+        "'<requests_topic>.H.info' until H's worker takes them, however long "
+        "that worker is down.",
+    ),
+    cfg.StrOpt(
+        "results_topic",
+        default="rescue_flow_results",
+        help="Topic of the result notifications (rescue_flow.rescue.end|error, "
+        "rescue_flow.unrescue.end|error) and of step progress "
+        "(rescue_flow.step, sent only while a client waits). Like every "
+        "oslo.messaging notification, they are kept in the queues "
+        "'<results_topic>.info' and '<results_topic>.error' until something "
+        "reads them: consume them, or cap those queues with a RabbitMQ policy.",
+    ),
+    cfg.IntOpt(
+        "max_concurrent_flows",
+        default=4,
+        min=1,
+        help="Flows that run at once on this host, each for a different "
+        "instance. Requests for one instance always run one at a time, in the "
+        "order they arrived.",
+    ),
+    cfg.IntOpt(
+        "max_delivery_attempts",
+        default=5,
+        min=1,
+        help="How many times a message that fails with an unexpected error (a "
+        "bug, the host unreachable) is tried, counting the first, before it is "
+        "answered with an error notification and dropped. Bad input is never "
+        "retried: it gets its error notification at once.",
+    ),
+    cfg.BoolOpt(
+        "notify_steps",
+        default=False,
+        help="Send a rescue_flow.step notification for each step of every "
+        "request. Off: only for requests whose client waits (--wait).",
+    ),
+    cfg.IntOpt(
+        "remembered_requests",
+        default=10000,
+        min=0,
+        help="How many finished request ids the worker remembers, to recognize "
+        "and skip a request delivered twice (after a crash or a broker restart). "
+        "Kept in memory only: a restarted worker runs a redelivered request "
+        "again, which the flows make harmless (nothing to do).",
+    ),
+]
+
+PERSISTENCE_OPTS = [
+    cfg.StrOpt(
+        "connection",
+        default="sqlite:///$state_path/rescue-flow.sqlite",
+        secret=True,
+        help="SQLAlchemy URL of the request history and flow state. The default "
+        "SQLite file serves one host; a PostgreSQL or MySQL URL (e.g. "
+        "postgresql+psycopg2://user:pass@db/rescue_flow) shares the history "
+        "across hosts. Tables are created or upgraded at start.",
+    ),
+    cfg.IntOpt(
+        "history_days",
+        default=30,
+        min=1,
+        help="Finished requests older than this many days are purged "
+        "automatically by the worker (and by 'rescue-flow purge').",
+    ),
+]
+
 _GROUPS: list[tuple[str | None, list[cfg.Opt]]] = [
     (None, DEFAULT_OPTS),
     ("hyperv", HYPERV_OPTS),
     ("simulated", SIMULATED_OPTS),
     ("retry", RETRY_OPTS),
+    ("nova", NOVA_OPTS),
+    ("worker", WORKER_OPTS),
+    ("persistence", PERSISTENCE_OPTS),
 ]
 
 
