@@ -1,0 +1,305 @@
+"""rescue-flow's use of oslo.messaging: transports, publishing, an ordered listener.
+
+Two transports, because oslo.messaging reads the queue and exchange durability
+(``[oslo_messaging_rabbit] amqp_durable_queues``) from the conf a transport is
+built on, once, and RabbitMQ refuses to redeclare an exchange with another
+durability:
+
+- :func:`nova_transport`: Nova's exchange, with Nova's durability
+  (``[nova] amqp_durable_queues``), never quorum queues.
+- :func:`rescue_transport`: our own exchange (``[worker] exchange``), durable
+  exchange and queues; messages are persistent (kombu's default), so requests
+  survive a broker restart.
+
+Each gets a private copy of the operator's oslo.messaging options (TLS,
+heartbeats, ...) with only those values changed.
+
+Sending goes through :class:`Publisher`, not ``oslo_messaging.Notifier``: the
+Notifier logs and swallows a failed send, so a request routed while the broker
+is away would be acknowledged as routed and lost. Every message names its
+exchange in its target, so ``control_exchange`` (fixed when a transport is
+created) plays no part.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import oslo_messaging
+from oslo_config import cfg
+from oslo_messaging import opts as om_opts
+from oslo_messaging.notify import dispatcher as om_dispatcher
+from oslo_messaging.notify import listener as om_listener
+from oslo_utils import timeutils
+
+from rescue_flow import exceptions
+from rescue_flow.scheduler import KeyedScheduler
+
+LOG = logging.getLogger(__name__)
+
+HANDLED = oslo_messaging.NotificationResult.HANDLED
+REQUEUE = oslo_messaging.NotificationResult.REQUEUE
+
+REQUEST_EVENT = "rescue_flow.request"
+STEP_EVENT = "rescue_flow.step"
+
+_RABBIT = "oslo_messaging_rabbit"
+_ENVELOPE_VERSION = "oslo.version"
+_ENVELOPE_MESSAGE = "oslo.message"
+# A host name becomes part of a routing key and a queue name: no AMQP topic
+# wildcards, no spaces, nothing a queue name cannot hold.
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,254}$")
+
+
+def check_host_name(host: Any) -> str:
+    """Return ``host`` if it can name a per-host queue, else raise InvalidRequest."""
+    if not isinstance(host, str) or not _HOST_NAME.match(host):
+        raise exceptions.InvalidRequest(
+            f"host must be a host name (letters, digits, '.', '-', '_', ':'), "
+            f"got {host!r}")
+    return host
+
+
+class InvalidMessage(exceptions.InvalidRequest):
+    """A message that is not a notification rescue-flow can read."""
+
+
+def unwrap(body: Any) -> dict[str, Any]:
+    """The notification inside a wire body: JSON text or a dict, with or
+    without oslo.messaging's 2.0 envelope."""
+    if isinstance(body, bytes | bytearray):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidMessage("message is not UTF-8 text") from None
+    if isinstance(body, str):
+        body = _json(body, "message")
+    if not isinstance(body, dict):
+        raise InvalidMessage(
+            f"message must be a JSON object, got {type(body).__name__}")
+    if _ENVELOPE_VERSION in body or _ENVELOPE_MESSAGE in body:
+        version = body.get(_ENVELOPE_VERSION)
+        if not isinstance(version, str) or version.split(".")[0] != "2":
+            raise InvalidMessage(f"unsupported envelope version {version!r}")
+        inner = body.get(_ENVELOPE_MESSAGE)
+        if not isinstance(inner, str):
+            raise InvalidMessage("envelope has no oslo.message string")
+        body = _json(inner, "oslo.message")
+        if not isinstance(body, dict):
+            raise InvalidMessage("oslo.message is not a JSON object")
+    return body
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidMessage(f"{what} is not JSON: {exc}") from None
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register oslo.messaging's options on ``conf`` (idempotent), so that
+    ``transport_url`` and the rabbit options can be read before any transport
+    exists."""
+    for group, opts in om_opts.list_opts():
+        conf.register_opts(opts, group=group)
+
+
+def derived_conf(conf: cfg.ConfigOpts, rabbit: Mapping[str, Any]) -> cfg.ConfigOpts:
+    """A private copy of the oslo.messaging options of ``conf``, with some
+    ``[oslo_messaging_rabbit]`` values changed, to build one transport on."""
+    register_opts(conf)
+    derived = cfg.ConfigOpts()
+    register_opts(derived)
+    derived([], project="rescue-flow", default_config_files=[])
+    for group, opts in om_opts.list_opts():
+        source = conf if group is None else conf[group]
+        for opt in opts:
+            derived.set_override(opt.dest, getattr(source, opt.dest), group=group)
+    for name, value in rabbit.items():
+        derived.set_override(name, value, group=_RABBIT)
+    return derived
+
+
+def rescue_transport(conf: cfg.ConfigOpts) -> Any:
+    """Transport for rescue-flow's own exchange: durable, never auto-deleted."""
+    derived = derived_conf(conf, {"amqp_durable_queues": True, "amqp_auto_delete": False})
+    return oslo_messaging.get_notification_transport(derived)
+
+
+def nova_transport(conf: cfg.ConfigOpts) -> Any:
+    """Transport for Nova's exchange, declared exactly as Nova declares it."""
+    derived = derived_conf(conf, {
+        "amqp_durable_queues": conf.nova.amqp_durable_queues,
+        "amqp_auto_delete": False, "rabbit_quorum_queue": False})
+    return oslo_messaging.get_notification_transport(derived, url=conf.nova.transport_url)
+
+
+def transport_url(conf: cfg.ConfigOpts) -> str | None:
+    """The URL rescue-flow's own messages use (oslo.messaging's rule)."""
+    register_opts(conf)
+    return conf.oslo_messaging_notifications.transport_url or conf.transport_url
+
+
+def kombu_url(conf: cfg.ConfigOpts) -> str:
+    """The broker of :func:`rescue_transport` as a kombu URL (hosts joined
+    with ';' for failover), for the client's short-lived result queue."""
+    url = oslo_messaging.TransportURL.parse(conf, transport_url(conf))
+    scheme = url.transport.replace("kombu+", "").replace("rabbit", "amqp")
+    if not url.hosts:
+        return f"{scheme}://{url.virtual_host or ''}" if scheme == "memory" else \
+            f"{scheme}://guest:guest@localhost:5672/"
+    urls = []
+    for host in url.hosts:
+        auth = quote(host.username or "", safe="")
+        if host.password:
+            auth += ":" + quote(host.password, safe="")
+        urls.append(f"{scheme}://{auth + '@' if auth else ''}{host.hostname}:"
+                    f"{host.port or 5672}/{quote(url.virtual_host or '', safe='')}")
+    return ";".join(urls)
+
+
+def kombu_ssl(conf: cfg.ConfigOpts) -> Any:
+    """kombu's ``ssl`` argument from ``[oslo_messaging_rabbit]``."""
+    rabbit = conf[_RABBIT]
+    if not rabbit.ssl:
+        return False
+    params = {key: value for key, value in (
+        ("keyfile", rabbit.ssl_key_file), ("certfile", rabbit.ssl_cert_file),
+        ("ca_certs", rabbit.ssl_ca_file)) if value}
+    return params or True
+
+
+class Publisher:
+    """Sends notifications (envelope 2.0, as a Notifier would) and raises when
+    the broker did not take them."""
+
+    def __init__(self, transport: Any, exchange: str, publisher_id: str) -> None:
+        self.transport = transport
+        self.exchange = exchange
+        self.publisher_id = publisher_id
+
+    def send(self, topic: str, event_type: str, payload: Any, priority: str = "info",
+             retry: int | None = None, context: Mapping[str, Any] | None = None) -> str:
+        """Publish on ``<topic>.<priority>``; return the message id.
+
+        ``retry`` None waits for the broker as long as it takes (the
+        ``[oslo_messaging_notifications] retry`` default); 0 tries once.
+        """
+        message = {
+            "message_id": str(uuid.uuid4()),
+            "publisher_id": self.publisher_id,
+            "event_type": event_type,
+            "priority": priority.upper(),
+            "payload": payload,
+            "timestamp": str(timeutils.utcnow()),
+        }
+        target = oslo_messaging.Target(exchange=self.exchange,
+                                       topic=f"{topic}.{priority.lower()}")
+        # The one call below the public API: Notifier.info() would swallow errors.
+        self.transport._send_notification(target, dict(context or {}), message,
+                                          version=2.0, retry=retry)
+        return message["message_id"]
+
+
+Handler = Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
+KeyOf = Callable[[Mapping[str, Any]], Hashable | None]
+
+
+class OrderedListener(om_listener.NotificationServer):
+    """A notification listener whose messages run in arrival order per key.
+
+    oslo.messaging calls ``_on_incoming`` from its single polling thread, in
+    the order the broker delivered the messages; instead of its thread pool,
+    the messages go to a :class:`KeyedScheduler` under ``key_of(message)``.
+    ``handler(context, message)`` gets the whole notification (message_id,
+    publisher_id, event_type, priority, payload, timestamp) and returns
+    HANDLED (ack) or REQUEUE; an exception counts as REQUEUE. Every message in
+    our queues goes to the handler whatever its priority field says: the
+    stock dispatcher would ack one with an unknown priority unseen.
+
+    The message stays unacknowledged until the handler returns. ``stop``
+    takes no new message and requeues those that have not started; ``wait``
+    lets running handlers finish.
+    """
+
+    def __init__(self, transport: Any, targets: list[Any], handler: Handler,
+                 key_of: KeyOf, max_workers: int, pool: str | None = None,
+                 name: str = "listener") -> None:
+        # The dispatcher only tells the driver which priorities to bind (info).
+        dispatcher = om_dispatcher.NotificationDispatcher([_InfoOnly()], None)
+        super().__init__(transport, targets, dispatcher, allow_requeue=True, pool=pool)
+        self._handler = handler
+        self._key_of = key_of
+        self._max_workers = max_workers
+        self._name = name
+        self._scheduler: KeyedScheduler | None = None
+
+    def _create_listener(self) -> Any:
+        # Called by start(). oslo's own thread pool stays idle (its threads
+        # are made on first use, and nothing is submitted to it).
+        self._scheduler = KeyedScheduler(self._max_workers, name=self._name)
+        return _SchedulerStopper(super()._create_listener(), self._scheduler)
+
+    def _on_incoming(self, incoming: list[Any]) -> None:
+        message = incoming[0]
+        try:
+            key = self._key_of(message.message)
+        except Exception:  # a malformed message still needs its handler
+            key = None
+        if self._scheduler is None or not self._scheduler.submit(
+                key, self._process_incoming, incoming):
+            message.requeue()  # stopping: leave it to the next consumer
+
+    def _process_incoming(self, incoming: list[Any]) -> None:
+        message = incoming[0]
+        try:
+            result = self._handler(message.ctxt or {}, message.message)
+        except Exception:
+            LOG.exception("Unexpected error while handling a message; requeueing it")
+            result = REQUEUE
+        try:
+            if result == REQUEUE:
+                message.requeue()
+            else:
+                message.acknowledge()
+        except Exception:
+            LOG.exception("Could not acknowledge or requeue a message")
+
+    def running_and_waiting(self) -> tuple[int, int]:
+        return self._scheduler.counts() if self._scheduler else (0, 0)
+
+
+class _SchedulerStopper:
+    """Wraps the driver's listener so that the server's own stop() and
+    wait() (ordered tasks we must not override) also stop the scheduler."""
+
+    def __init__(self, listener: Any, scheduler: KeyedScheduler) -> None:
+        self._listener = listener
+        self._scheduler = scheduler
+
+    def start(self, on_incoming: Callable[[Any], None]) -> None:
+        self._listener.start(on_incoming)
+
+    def stop(self) -> None:
+        # Once the driver's listener has stopped, its polling thread has
+        # handed over every message it consumed; those not started go back.
+        self._listener.stop()
+        for job in self._scheduler.shutdown(wait=False):
+            job.args[0][0].requeue()
+
+    def cleanup(self) -> None:
+        self._scheduler.join()  # running handlers finish, and ack, first
+        self._listener.cleanup()
+
+
+class _InfoOnly:
+    def info(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
+             metadata: Any) -> None:  # pragma: no cover - never dispatched
+        raise AssertionError("OrderedListener calls its handler directly")
