@@ -18,6 +18,9 @@ from rescue_flow import config
 # Modules that add subcommands, in the order ``--help`` lists them.
 _COMMAND_MODULES = (
     "rescue_flow.commands.run",
+    "rescue_flow.commands.client",
+    "rescue_flow.commands.worker",
+    "rescue_flow.commands.demo",
     "rescue_flow.simhost.cli",
 )
 

@@ -1,0 +1,94 @@
+"""``rescue-flow rescue`` and ``rescue-flow unrescue``: ask a host's worker.
+
+The request goes to the durable queue of the instance's host and waits there
+for that host's worker. With ``--wait`` the command shows each step as the
+worker runs it and exits with the result: 0 success or nothing to do, 1 the
+flow failed (and was reverted) or was refused, 3 the instance is quarantined,
+2 bad input, 4 no result in time or the broker is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rescue_flow import exceptions, messaging, requests
+from rescue_flow.client import Client, WaitTimedOut, WatchLost, new_request_id
+from rescue_flow.commands.run import EXIT_BAD_INPUT, exit_code, print_result, print_step
+
+EXIT_NO_RESULT = 4
+
+_HOST_HELP = ("the instance's Hyper-V host, as Nova names it (default: [DEFAULT] host "
+              "from the config file); the client cannot look up where an instance "
+              "runs, so give it unless the instance is on that host")
+
+
+def register(subparsers: Any) -> None:
+    rescue = subparsers.add_parser(
+        "rescue", help="ask the instance's host to rescue it",
+        description="Queue a rescue for the worker of the instance's host.")
+    rescue.add_argument("instance_uuid")
+    rescue.add_argument("--image", dest="image_id", metavar="IMAGE_ID",
+                        help="cached rescue image (default: the image the instance "
+                        "was booted from)")
+    _common(rescue)
+    rescue.set_defaults(func=rescue_command, action="rescue")
+
+    unrescue = subparsers.add_parser(
+        "unrescue", help="ask the instance's host to unrescue it",
+        description="Queue an unrescue for the worker of the instance's host.")
+    unrescue.add_argument("instance_uuid")
+    _common(unrescue)
+    unrescue.set_defaults(func=rescue_command, action="unrescue", image_id=None)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help=_HOST_HELP)
+    parser.add_argument("--wait", action="store_true",
+                        help="show each step as the worker runs it and exit with the "
+                        "result (0 ok, 1 failed or refused, 3 quarantined, 4 no result)")
+    parser.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                        help="with --wait: give up waiting after S seconds (default "
+                        "600); the request stays queued")
+
+
+def rescue_command(conf: Any, args: argparse.Namespace) -> int:
+    prog = f"rescue-flow {args.action}"
+    try:
+        host = messaging.check_host_name(args.host or conf.host)
+        request = requests.Request(
+            action=args.action, instance_uuid=args.instance_uuid, image_id=args.image_id,
+            request_id=new_request_id(), host=host, source="client")
+    except exceptions.InvalidRequest as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    client = Client(conf)
+    try:
+        if not args.wait:
+            client.send(request)
+            print(f"queued {request.action} of {request.instance_uuid} for host {host} "
+                  f"(request {request.request_id})", flush=True)
+            return 0
+        print(f"{request.action} {request.instance_uuid} on {host} "
+              f"(request {request.request_id}):", flush=True)
+        result = client.submit(request, wait=True, timeout=args.timeout, on_step=print_step)
+    except WaitTimedOut as exc:
+        print(f"{prog}: {exc}; it stays queued for host {host}: is its worker running?",
+              file=sys.stderr)
+        return EXIT_NO_RESULT
+    except WatchLost as exc:
+        print(f"{prog}: {exc}; request {request.request_id} may still run",
+              file=sys.stderr)
+        return EXIT_NO_RESULT
+    except Exception as exc:  # the broker refused or is unreachable
+        print(f"{prog}: could not send the request: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return EXIT_NO_RESULT
+    finally:
+        client.close()
+    assert result is not None
+    print_result(result)
+    if result.failed_step:
+        print(f"  failed step: {result.failed_step}", flush=True)
+    return exit_code(result)

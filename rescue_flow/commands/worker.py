@@ -1,0 +1,65 @@
+"""``rescue-flow worker``: the daemon, one per Hyper-V host.
+
+SIGTERM or SIGINT (Ctrl-C; Ctrl-Break on Windows) stops it gracefully: it
+takes no new message, lets the running flows finish (a flow is never cut in
+the middle of a Hyper-V call), and leaves queued requests to the broker,
+which gives them to the next worker of this host. A second signal exits at
+once; the unfinished requests are then redelivered, as after a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from oslo_log import log as oslo_logging
+
+from rescue_flow.worker import Worker
+
+LOG = logging.getLogger(__name__)
+
+EXIT_SECOND_SIGNAL = 130
+
+
+def register(subparsers: Any) -> None:
+    worker = subparsers.add_parser(
+        "worker", help="run the worker daemon for this host ([DEFAULT] host)",
+        description="Take this host's requests and Nova's rescue events; run the "
+        "flows. Stop with SIGTERM or Ctrl-C.")
+    worker.set_defaults(func=worker_command)
+
+
+def _stop_signals() -> list[int]:
+    names = ["SIGTERM", "SIGINT", "SIGBREAK"]  # SIGBREAK: Windows' Ctrl-Break
+    return [getattr(signal, name) for name in names if hasattr(signal, name)]
+
+
+def worker_command(conf: Any, args: argparse.Namespace) -> int:
+    oslo_logging.setup(conf, "rescue-flow")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            LOG.warning("Second stop signal: exiting now; unfinished requests will be "
+                        "redelivered")
+            os._exit(EXIT_SECOND_SIGNAL)
+        LOG.info("Stop signal %d: finishing the running flows", signum)
+        stop.set()
+
+    for signum in _stop_signals():
+        signal.signal(signum, on_signal)
+    worker = Worker(conf)
+    worker.start()
+    # A timed wait, not wait(): on Windows a blocked wait() delays signals.
+    while not stop.wait(timeout=1.0):
+        pass
+    worker.stop()
+    running, _ = worker.running_and_waiting()
+    if running:
+        LOG.info("Waiting for %d running flow(s)", running)
+    worker.wait()
+    return 0
