@@ -13,10 +13,11 @@ class Outcome(str, enum.Enum):
     FAILED = "failed"  # the flow failed and was reverted: the host is as before
     REFUSED = "refused"  # validation or state refused it before any change
     QUARANTINED = "quarantined"  # a revert failed: the host needs an operator
+    DUPLICATE = "duplicate"  # this request id was accepted before: not run again
 
     @property
     def ok(self) -> bool:
-        return self in (Outcome.SUCCESS, Outcome.NOTHING_TO_DO)
+        return self in (Outcome.SUCCESS, Outcome.NOTHING_TO_DO, Outcome.DUPLICATE)
 
 
 @dataclasses.dataclass
@@ -39,3 +40,10 @@ class Result:
         data = dataclasses.asdict(self)
         data["outcome"] = self.outcome.value
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        known = {field.name for field in dataclasses.fields(cls)}
+        fields = {key: value for key, value in data.items() if key in known}
+        fields["outcome"] = Outcome(data["outcome"])
+        return cls(**fields)

@@ -1,8 +1,11 @@
-"""Handle one request: check quarantine, read the host, decide, run the flow.
+"""Handle one request: record it, check quarantine, read the host, decide, run.
 
-The same code serves ``rescue-flow run`` (in the foreground) and the worker.
-A failed flow is reverted by TaskFlow; a revert that fails quarantines the
-instance. The result says what happened in the words an operator needs.
+The same code serves ``rescue-flow run`` (in the foreground), ``rescue-flow
+resume`` and the worker. With a history (the default everywhere but unit
+tests), a request is durably recorded before anything happens, a request id
+seen before is not run again, and every flow's steps are persisted so that a
+flow cut short by a crash resumes where it stopped. A failed flow is reverted
+by TaskFlow; a revert that fails quarantines the instance.
 """
 
 from __future__ import annotations
@@ -19,26 +22,36 @@ from rescue_flow.flows import get_cleanup_flow, get_rescue_flow, get_unrescue_fl
 from rescue_flow.hyperv.host import HyperVHost
 from rescue_flow.locks import instance_lock
 from rescue_flow.outcome import Outcome, Result
+from rescue_flow.persistence.history import History, RequestRecord
 from rescue_flow.progress import StepCallback, StepRecorder
 from rescue_flow.quarantine import QuarantineList
 
 LOG = logging.getLogger(__name__)
 
+CLEANUP = "cleanup"
+_FACTORIES = {requests.RESCUE: get_rescue_flow, requests.UNRESCUE: get_unrescue_flow,
+              CLEANUP: get_cleanup_flow}
+# Where an instance stands when a flow of each kind starts, and how it starts.
+_START = {requests.RESCUE: (states.ACTIVE, states.START_RESCUE),
+          requests.UNRESCUE: (states.RESCUED, states.START_UNRESCUE),
+          CLEANUP: (states.LEFTOVERS, states.START_CLEANUP)}
 _LEFTOVER_KEYS = ("rescue_vm_leftover", "rescue_disk_leftover")
 
 
 class FlowRunner:
     def __init__(self, host: HyperVHost, quarantine: QuarantineList, host_name: str,
-                 lock_dir: str) -> None:
+                 lock_dir: str, history: History | None = None) -> None:
         self.host = host
         self.quarantine = quarantine
         self.host_name = host_name
         self.lock_dir = lock_dir
+        self.history = history
 
     @classmethod
-    def from_conf(cls, conf: Any, host: HyperVHost) -> FlowRunner:
+    def from_conf(cls, conf: Any, host: HyperVHost,
+                  history: History | None = None) -> FlowRunner:
         return cls(host, QuarantineList.from_conf(conf), conf.host,
-                   os.path.join(conf.state_path, "locks"))
+                   os.path.join(conf.state_path, "locks"), history)
 
     def _result(self, request: requests.Request, outcome: Outcome,
                 **fields: Any) -> Result:
@@ -46,14 +59,80 @@ class FlowRunner:
                       instance_uuid=request.instance_uuid, host=self.host_name,
                       outcome=outcome, **fields)
 
+    # Entry points ------------------------------------------------------
+
     def handle(self, request: requests.Request,
                on_step: StepCallback | None = None) -> Result:
-        entry = self.quarantine.get(request.instance_uuid)
-        if entry is not None:
-            error = exceptions.InstanceQuarantined(request.instance_uuid, entry["reason"])
-            return self._result(request, Outcome.QUARANTINED, reason=str(error))
+        """Record the request (once per request id), then execute it."""
+        if self.history is not None:
+            new, record = self.history.accept(request)
+            if not new:
+                return self._duplicate(record)
+        return self.execute(request, on_step)
+
+    def execute(self, request: requests.Request,
+                on_step: StepCallback | None = None) -> Result:
+        """Run an accepted request to its end and record the result."""
+        refused = self._quarantined(request)
+        if refused is None:
+            with instance_lock(self.lock_dir, request.instance_uuid):
+                result = self._handle_locked(request, on_step)
+        else:
+            result = refused
+        return self._finish(result)
+
+    def resume(self, record: RequestRecord, on_step: StepCallback | None = None) -> Result:
+        """Finish a request that a crash interrupted, from its last recorded step."""
+        request = record.request
+        refused = self._quarantined(request)
+        if refused is not None:
+            return self._finish(refused)
         with instance_lock(self.lock_dir, request.instance_uuid):
-            return self._handle_locked(request, on_step)
+            interrupted = self.history.interrupted_flow(record) if self.history else None
+            if interrupted is None:
+                result = self._handle_locked(request, on_step)
+            else:
+                book, detail = interrupted
+                kind = detail.meta["kind"]
+                LOG.info("Resuming %s of request %s from its last recorded step",
+                         kind, request.request_id)
+                engine = taskflow.engines.load(
+                    _FACTORIES[kind](self.host), flow_detail=detail, book=book,
+                    backend=self.history.backend if self.history else None,
+                    engine="serial")
+                result = self._drive(kind, request, engine, on_step)
+                if kind == CLEANUP and request.action == requests.RESCUE and \
+                        result.outcome is Outcome.SUCCESS and not result.leftovers:
+                    result = self._handle_locked(request, on_step)
+        return self._finish(result)
+
+    def resume_unfinished(self, on_step: StepCallback | None = None) -> list[Result]:
+        """Resume every request of this host that was accepted and never finished."""
+        if self.history is None:
+            return []
+        return [self.resume(record, on_step) for record in self.history.unfinished()]
+
+    # Steps of handling -------------------------------------------------
+
+    def _duplicate(self, record: RequestRecord) -> Result:
+        if record.result is not None:
+            earlier = Result.from_dict(record.result)
+            reason = f"already handled: {earlier.outcome.value}"
+        else:
+            reason = "already accepted; it runs (or resumes) once"
+        return self._result(record.request, Outcome.DUPLICATE, reason=reason)
+
+    def _quarantined(self, request: requests.Request) -> Result | None:
+        entry = self.quarantine.get(request.instance_uuid)
+        if entry is None:
+            return None
+        error = exceptions.InstanceQuarantined(request.instance_uuid, entry["reason"])
+        return self._result(request, Outcome.QUARANTINED, reason=str(error))
+
+    def _finish(self, result: Result) -> Result:
+        if self.history is not None:
+            self.history.finish(result)
+        return result
 
     def _handle_locked(self, request: requests.Request,
                        on_step: StepCallback | None) -> Result:
@@ -65,7 +144,7 @@ class FlowRunner:
             return self._result(request, outcome, reason=str(exc))
         decision = states.decide(seen.state, request.action)
         if decision is states.Decision.CLEAN_UP_FIRST:
-            cleaned = self._run_flow("cleanup", request, seen, on_step)
+            cleaned = self._run_flow(CLEANUP, request, seen, on_step)
             if request.action == requests.UNRESCUE or cleaned.leftovers or \
                     not cleaned.outcome.ok:
                 return cleaned
@@ -79,77 +158,86 @@ class FlowRunner:
                                 reason=f"instance is {seen.state}; cannot {request.action}")
         return self._run_flow(request.action, request, seen, on_step)
 
-    def _flow_and_store(self, kind: str, request: requests.Request,
-                        seen: observe.Observation) -> tuple[Any, dict[str, Any], str]:
+    def _store(self, kind: str, request: requests.Request,
+               seen: observe.Observation) -> dict[str, Any]:
         if kind == requests.RESCUE:
-            return get_rescue_flow(self.host), {
-                "instance_uuid": request.instance_uuid, "image_id": request.image_id,
-                "image_generation": request.image_generation,
-                "request_id": request.request_id}, states.START_RESCUE
+            return {"instance_uuid": request.instance_uuid, "image_id": request.image_id,
+                    "image_generation": request.image_generation,
+                    "request_id": request.request_id}
         if kind == requests.UNRESCUE:
-            return get_unrescue_flow(self.host), {
-                "instance_uuid": request.instance_uuid,
-                "request_id": request.request_id}, states.START_UNRESCUE
+            return {"instance_uuid": request.instance_uuid,
+                    "request_id": request.request_id}
         rescue_vm = seen.rescue_vm
         record = rescue_vm.record if rescue_vm else None
-        return get_cleanup_flow(self.host), {
-            "instance_vm": seen.instance_vm,
-            "original": record.to_dict() if record else None,
-            "rescue_vm": rescue_vm.name if rescue_vm else None,
-            "rescue_disk": seen.leftover_files[0] if seen.leftover_files else None,
-        }, states.START_CLEANUP
+        return {"instance_vm": seen.instance_vm,
+                "original": record.to_dict() if record else None,
+                "rescue_vm": rescue_vm.name if rescue_vm else None,
+                "rescue_disk": seen.leftover_files[0] if seen.leftover_files else None}
 
     def _run_flow(self, kind: str, request: requests.Request, seen: observe.Observation,
                   on_step: StepCallback | None) -> Result:
-        flow, store, start_event = self._flow_and_store(kind, request, seen)
-        lifecycle = states.InstanceLifecycle(seen.state)
-        lifecycle.fire(start_event)
-        engine = taskflow.engines.load(flow, store=store, engine="serial")
-        recorder = StepRecorder(flow.name, on_step)
-        recorder.attach(engine)
+        flow = _FACTORIES[kind](self.host)
+        store = self._store(kind, request, seen)
+        if self.history is None:
+            engine = taskflow.engines.load(flow, store=store, engine="serial")
+        else:
+            book, detail = self.history.new_flow_detail(request.request_id, kind)
+            engine = taskflow.engines.load(flow, store=store, flow_detail=detail,
+                                           book=book, backend=self.history.backend,
+                                           engine="serial")
         LOG.info("Running %s for instance %s (request %s)", flow.name,
                  request.instance_uuid, request.request_id)
+        return self._drive(kind, request, engine, on_step)
+
+    def _drive(self, kind: str, request: requests.Request, engine: Any,
+               on_step: StepCallback | None) -> Result:
+        start_state, start_event = _START[kind]
+        lifecycle = states.InstanceLifecycle(start_state)
+        lifecycle.fire(start_event)
+        recorder = StepRecorder(kind, on_step)
+        recorder.attach(engine)
         try:
             engine.run()
         except Exception as exc:
             return self._failed(request, engine, recorder, lifecycle, exc)
-        leftovers = [str(engine.storage.fetch(key)) for key in _LEFTOVER_KEYS
-                     if _fetch_optional(engine, key)]
+        leftovers = [str(value) for value in
+                     (_fetch_optional(engine, key) for key in _LEFTOVER_KEYS) if value]
         lifecycle.fire(states.SUCCEEDED_WITH_LEFTOVERS if leftovers else states.SUCCEEDED)
+        reason = ("finished; left for a later unrescue: " + "; ".join(leftovers)
+                  if leftovers else None)
         return self._result(request, Outcome.SUCCESS, step_durations=recorder.durations,
-                            leftovers=leftovers,
-                            reason="finished; left for a later unrescue: "
-                            + "; ".join(leftovers) if leftovers else None)
+                            leftovers=leftovers, reason=reason)
 
     def _failed(self, request: requests.Request, engine: Any, recorder: StepRecorder,
                 lifecycle: states.InstanceLifecycle, exc: Exception) -> Result:
         common = {"failed_step": recorder.failed_step,
                   "reverted_steps": list(recorder.reverted),
                   "step_durations": recorder.durations}
+        first = _first_failure(engine)
         if engine.storage.get_flow_state() != tf_states.REVERTED:
-            reason = (f"{recorder.failed_step} failed: {_first_failure(engine, exc)}; "
+            reason = (f"{recorder.failed_step} failed: {first or exc}; "
                       f"then reverting {recorder.revert_failed} failed: {exc}")
             self.quarantine.add(request.instance_uuid, reason, request.request_id)
             lifecycle.fire(states.REVERT_FAILED)
             LOG.error("Instance %s quarantined: %s", request.instance_uuid, reason)
             return self._result(request, Outcome.QUARANTINED, reason=reason, **common)
         lifecycle.fire(states.REVERTED)
-        refused = isinstance(exc, (exceptions.ValidationError, exceptions.InvalidRequest))
+        refused = first is not None and first.check(exceptions.ValidationError,
+                                                    exceptions.InvalidRequest)
+        cause = first.exception_str if first is not None else str(exc)
         return self._result(request, Outcome.REFUSED if refused else Outcome.FAILED,
-                            reason=f"{recorder.failed_step} failed: {exc}", **common)
+                            reason=f"{recorder.failed_step} failed: {cause}", **common)
 
 
 def _fetch_optional(engine: Any, key: str) -> Any:
     try:
         return engine.storage.fetch(key)
-    except exceptions.RescueFlowError:
-        raise
-    except Exception:  # taskflow's NotFound: the flow has no such result
+    except Exception:  # taskflow's NotFound: the flow has no such result yet
         return None
 
 
-def _first_failure(engine: Any, fallback: Exception) -> str:
-    """The error that started the revert, kept in storage when a revert failed."""
+def _first_failure(engine: Any) -> Any:
+    """The failure that started the revert (storage keeps it; run() may wrap it)."""
     for failure in engine.storage.get_execute_failures().values():
-        return str(failure.exception or failure)
-    return str(fallback)
+        return failure
+    return None

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
+import uuid
 from typing import Any
 
 from rescue_flow import config, hyperv
 from rescue_flow.outcome import Outcome
+from rescue_flow.persistence.history import History
 from rescue_flow.requests import Request
 from rescue_flow.runner import FlowRunner
 from rescue_flow.simhost import SimulatedHost
@@ -30,14 +33,21 @@ class Site:
     runner: FlowRunner
 
     def rescue(self, instance_uuid: str, image_id: str | None = None, **kwargs: Any):
-        return self.runner.handle(Request("rescue", instance_uuid, "req-rescue",
+        return self.runner.handle(Request("rescue", instance_uuid, new_request_id(),
                                           image_id=image_id, **kwargs))
 
     def unrescue(self, instance_uuid: str):
-        return self.runner.handle(Request("unrescue", instance_uuid, "req-unrescue"))
+        return self.runner.handle(Request("unrescue", instance_uuid, new_request_id()))
 
     def view(self) -> str:
         return self.sim.view_json()
+
+
+REQUEST_ID = re.compile(r"req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def new_request_id() -> str:
+    return f"req-{uuid.uuid4()}"
 
 
 def make_site(tmp_path: Any, **hyperv_overrides: Any) -> Site:
@@ -53,7 +63,8 @@ def make_site(tmp_path: Any, **hyperv_overrides: Any) -> Site:
     sim = SimulatedHost.init(conf.simulated.state_file, instances)
     sim.add_image(GEN1_IMAGE, 1, "vhd")
     sim.add_image(GEN2_IMAGE, 2, "vhdx")
-    return Site(conf, sim, FlowRunner.from_conf(conf, hyperv.get_host(conf)))
+    history = History.from_conf(conf)
+    return Site(conf, sim, FlowRunner.from_conf(conf, hyperv.get_host(conf), history))
 
 
 class Bench:
@@ -66,6 +77,13 @@ class Bench:
         self.image = image
         self.state_file = self.site.conf.simulated.state_file
         self.quarantine = os.path.join(self.site.conf.state_path, "quarantine.json")
+
+    def view(self) -> str:
+        """The host's canonical view, with request ids (in rescue VM notes) masked.
+
+        Each run gets a fresh request id, since a repeated id is not run again.
+        """
+        return REQUEST_ID.sub("req-*", self.site.view())
 
     def save(self, name):
         shutil.copyfile(self.state_file, f"{self.state_file}.{name}")
@@ -81,7 +99,7 @@ class Bench:
 
     def run(self, action, on_step=None):
         image = self.image if action == "rescue" else None
-        request = Request(action, BENCH_UUID, f"req-{action}", image_id=image)
+        request = Request(action, BENCH_UUID, new_request_id(), image_id=image)
         return self.site.runner.handle(request, on_step=on_step)
 
     def reference(self, action):

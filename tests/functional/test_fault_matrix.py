@@ -40,7 +40,7 @@ def _check_positions(bench, action, mode, positions, start, start_view, clean_en
         result = bench.run(action)
         bench.site.sim.clear_faults()
         where = f"{mode} fault in {method} #{occurrence} ({step})"
-        view = bench.site.view()
+        view = bench.view()
         if mode == "transient" or method in ABSORBED_BY_DESIGN:
             if result.outcome is not Outcome.SUCCESS or view != clean_end:
                 problems.append(f"{where}: {result.outcome.value} {result.reason}")
@@ -51,7 +51,7 @@ def _check_positions(bench, action, mode, positions, start, start_view, clean_en
                 problems.append(f"{where}: expected success with leftovers, got "
                                 f"{result.outcome.value} {result.leftovers}")
             elif bench.run("unrescue").outcome is not Outcome.SUCCESS or \
-                    bench.site.view() != original:
+                    bench.view() != original:
                 problems.append(f"{where}: a later unrescue did not remove the leftovers")
         elif result.outcome not in (Outcome.FAILED, Outcome.REFUSED):
             problems.append(f"{where}: expected a reverted failure, got "
@@ -68,9 +68,9 @@ def test_a_fault_at_any_call_of_rescue_leaves_the_host_as_before_or_rescued(
         tmp_path, generation, nics, mode):
     bench = Bench(tmp_path, generation, nics)
     bench.save("active")
-    original = bench.site.view()
+    original = bench.view()
     positions = bench.reference("rescue")
-    rescued = bench.site.view()
+    rescued = bench.view()
 
     problems = _check_positions(bench, "rescue", mode, positions, "active", original,
                                 rescued, original)
@@ -85,12 +85,12 @@ def test_a_fault_at_any_call_of_rescue_leaves_the_host_as_before_or_rescued(
 def test_a_fault_at_any_call_of_unrescue_leaves_the_instance_rescued_or_restored(
         tmp_path, generation, nics, mode):
     bench = Bench(tmp_path, generation, nics)
-    original = bench.site.view()
+    original = bench.view()
     assert bench.run("rescue").outcome is Outcome.SUCCESS
     bench.save("rescued")
-    rescued = bench.site.view()
+    rescued = bench.view()
     positions = bench.reference("unrescue")
-    assert bench.site.view() == original
+    assert bench.view() == original
 
     problems = _check_positions(bench, "unrescue", mode, positions, "rescued", rescued,
                                 original, original)

@@ -58,7 +58,7 @@ def _assert_refused_untouched(bench):
 
 
 def _assert_rescued(bench):
-    vms = json.loads(bench.site.view())["vms"]
+    vms = json.loads(bench.view())["vms"]
     assert vms[BENCH_VM]["power_state"] == "off"
     rescue_vm = vms[BENCH_VM + "-rescue"]
     assert rescue_vm["power_state"] == "running"
@@ -71,10 +71,10 @@ def _assert_rescued(bench):
 def test_random_fault_schedules_never_leave_a_host_half_way(tmp_path, generation, nics):
     bench = Bench(tmp_path, generation, nics)
     bench.save("active")
-    original = bench.site.view()
+    original = bench.view()
     assert bench.run("rescue").outcome is Outcome.SUCCESS
     bench.save("rescued")
-    rescued = bench.site.view()
+    rescued = bench.view()
 
     @settings(settings.get_profile(PROFILE))
     @given(rescue_faults=faults, unrescue_faults=faults)
@@ -89,7 +89,7 @@ def test_random_fault_schedules_never_leave_a_host_half_way(tmp_path, generation
             _assert_rescued(bench)
         else:
             assert result.outcome in (Outcome.FAILED, Outcome.REFUSED), result
-            assert bench.site.view() == original
+            assert bench.view() == original
 
         bench.restore("rescued")
         _arm(bench, unrescue_faults)
@@ -99,12 +99,12 @@ def test_random_fault_schedules_never_leave_a_host_half_way(tmp_path, generation
             return
         bench.site.sim.clear_faults()
         if result.outcome is Outcome.SUCCESS and not result.leftovers:
-            assert bench.site.view() == original
+            assert bench.view() == original
             return
         if result.outcome is not Outcome.SUCCESS:
             assert result.outcome is Outcome.FAILED, result
-            assert bench.site.view() == rescued
+            assert bench.view() == rescued
         assert bench.run("unrescue").outcome is Outcome.SUCCESS
-        assert bench.site.view() == original
+        assert bench.view() == original
 
     check()

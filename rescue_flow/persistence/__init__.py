@@ -1,0 +1,1 @@
+"""Durable request history and TaskFlow persistence on one SQL database."""

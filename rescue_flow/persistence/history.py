@@ -1,0 +1,199 @@
+"""The request history: every request durably recorded before anything else.
+
+``accept`` is the one write that must survive a power cut before the
+message is acknowledged, so it alone asks SQLite for a full fsync; step
+updates that follow may lose their last moments on a power cut (never on a
+killed process), and a resumed flow re-runs that step, idempotently.
+
+Each request gets a TaskFlow logbook; each flow run for it (a clean-up, then
+the rescue, say) a flow detail in that book, which is what a resume loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from taskflow import exceptions as tf_exc
+from taskflow import states as tf_states
+from taskflow.persistence import models
+
+from rescue_flow.outcome import Result
+from rescue_flow.persistence import schema
+from rescue_flow.persistence.backend import FastSQLAlchemyBackend, create_engine, is_sqlite
+from rescue_flow.requests import Request
+
+FINISHED_FLOW_STATES = (tf_states.SUCCESS, tf_states.REVERTED, tf_states.FAILURE)
+_table = schema.requests_table
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestRecord:
+    request: Request
+    state: str
+    book_uuid: str | None
+    outcome: str | None
+    result: dict[str, Any] | None
+    received_at: datetime.datetime
+    finished_at: datetime.datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> RequestRecord:
+        return cls(Request.from_dict(json.loads(row.request)), row.state, row.book_uuid,
+                   row.outcome, json.loads(row.result) if row.result else None,
+                   row.received_at, row.finished_at)
+
+
+class History:
+    def __init__(self, engine: sa.engine.Engine, host: str) -> None:
+        self.engine = engine
+        self.backend = FastSQLAlchemyBackend(engine)
+        self.host = host
+
+    @classmethod
+    def from_conf(cls, conf: Any) -> History:
+        history = cls(create_engine(conf.persistence.connection), conf.host)
+        history.upgrade()
+        return history
+
+    def upgrade(self) -> None:
+        """Create or upgrade TaskFlow's tables and ours; safe to repeat."""
+        with contextlib.closing(self.backend.get_connection()) as connection:
+            connection.upgrade()
+        schema.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    @contextlib.contextmanager
+    def _fsynced(self) -> Iterator[sa.engine.Connection]:
+        with self.engine.connect() as connection:
+            sqlite = is_sqlite(self.engine.url)
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA synchronous=FULL")
+                connection.commit()  # SQLAlchemy 2 autobegins even for a PRAGMA
+            try:
+                with connection.begin():
+                    yield connection
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                    connection.commit()
+
+    def accept(self, request: Request) -> tuple[bool, RequestRecord]:
+        """Record ``request`` durably; ``(False, earlier record)`` for a duplicate."""
+        row = {"request_id": request.request_id, "action": request.action,
+               "instance_uuid": request.instance_uuid, "host": request.host or self.host,
+               "source": request.source, "request": json.dumps(request.to_dict()),
+               "state": schema.ACCEPTED, "received_at": utcnow()}
+        try:
+            with self._fsynced() as connection:
+                connection.execute(_table.insert().values(**row))
+        except sa.exc.IntegrityError:
+            earlier = self.get(request.request_id)
+            assert earlier is not None, "an IntegrityError means the row exists"
+            return False, earlier
+        record = self.get(request.request_id)
+        assert record is not None
+        return True, record
+
+    def get(self, request_id: str) -> RequestRecord | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                _table.select().where(_table.c.request_id == request_id)).first()
+        return RequestRecord.from_row(row) if row else None
+
+    def new_flow_detail(self, request_id: str,
+                        kind: str) -> tuple[models.LogBook, models.FlowDetail]:
+        """A fresh flow detail for one flow of this request, saved in its logbook."""
+        record = self.get(request_id)
+        assert record is not None, f"request {request_id} was never accepted"
+        with contextlib.closing(self.backend.get_connection()) as connection:
+            if record.book_uuid:
+                book = connection.get_logbook(record.book_uuid)
+            else:
+                book = models.LogBook(request_id)
+            detail = models.FlowDetail(kind, uuid=str(uuid.uuid4()))
+            detail.meta = {"kind": kind, "request_id": request_id,
+                           "sequence": len(list(book))}
+            book.add(detail)
+            connection.save_logbook(book)
+        with self.engine.begin() as connection:
+            connection.execute(_table.update().where(_table.c.request_id == request_id)
+                               .values(book_uuid=book.uuid, state=schema.RUNNING))
+        return book, detail
+
+    def interrupted_flow(
+            self, record: RequestRecord) -> tuple[models.LogBook, models.FlowDetail] | None:
+        """The flow of this request that a crash cut short, if any."""
+        if not record.book_uuid:
+            return None
+        with contextlib.closing(self.backend.get_connection()) as connection:
+            book = connection.get_logbook(record.book_uuid)
+        details = sorted(book, key=lambda detail: detail.meta.get("sequence", 0))
+        for detail in details:
+            if detail.state not in FINISHED_FLOW_STATES:
+                return book, detail
+        return None
+
+    def finish(self, result: Result) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                _table.update().where(_table.c.request_id == result.request_id).values(
+                    state=schema.FINISHED, outcome=result.outcome.value,
+                    result=json.dumps(result.to_dict()), finished_at=utcnow()))
+
+    def unfinished(self) -> list[RequestRecord]:
+        """This host's requests that were accepted but never finished, oldest first."""
+        query = (_table.select()
+                 .where(_table.c.host == self.host, _table.c.state != schema.FINISHED)
+                 .order_by(_table.c.received_at))
+        with self.engine.connect() as connection:
+            return [RequestRecord.from_row(row) for row in connection.execute(query)]
+
+    def recent(self, instance_uuid: str | None = None,
+               limit: int = 20) -> list[RequestRecord]:
+        query = _table.select().order_by(_table.c.received_at.desc()).limit(limit)
+        if instance_uuid:
+            query = query.where(_table.c.instance_uuid == instance_uuid)
+        with self.engine.connect() as connection:
+            return [RequestRecord.from_row(row) for row in connection.execute(query)]
+
+    def steps(self, record: RequestRecord) -> list[tuple[str, str, str]]:
+        """(flow, step, state) of every step TaskFlow recorded for this request."""
+        if not record.book_uuid:
+            return []
+        with contextlib.closing(self.backend.get_connection()) as connection:
+            book = connection.get_logbook(record.book_uuid)
+        details = sorted(book, key=lambda detail: detail.meta.get("sequence", 0))
+        return [(detail.name, atom.name, atom.state)
+                for detail in details for atom in detail
+                if not atom.name.startswith("_")]
+
+    def purge(self, older_than: datetime.timedelta) -> int:
+        """Forget finished requests older than ``older_than``; returns how many."""
+        cutoff = utcnow() - older_than
+        query = _table.select().where(_table.c.state == schema.FINISHED,
+                                      _table.c.finished_at < cutoff)
+        with self.engine.connect() as connection:
+            rows = list(connection.execute(query))
+        with contextlib.closing(self.backend.get_connection()) as connection:
+            for row in rows:
+                if row.book_uuid:
+                    with contextlib.suppress(tf_exc.NotFound):  # already gone is fine
+                        connection.destroy_logbook(row.book_uuid)
+        with self.engine.begin() as connection:
+            for row in rows:
+                connection.execute(
+                    _table.delete().where(_table.c.request_id == row.request_id))
+        return len(rows)

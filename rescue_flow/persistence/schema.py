@@ -1,0 +1,27 @@
+"""rescue-flow's own table: one row per request, beside TaskFlow's tables."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+ACCEPTED = "accepted"  # durably recorded, not started (or interrupted before)
+RUNNING = "running"  # a flow ran for it; finished_at is empty until it ends
+FINISHED = "finished"
+
+requests_table = sa.Table(
+    "rescue_flow_requests", metadata,
+    sa.Column("request_id", sa.String(255), primary_key=True),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("instance_uuid", sa.String(36), nullable=False, index=True),
+    sa.Column("host", sa.String(255), nullable=False, index=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("request", sa.Text, nullable=False),  # Request.to_dict() as JSON
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("book_uuid", sa.String(36)),
+    sa.Column("outcome", sa.String(32)),
+    sa.Column("result", sa.Text),  # Result.to_dict() as JSON
+    sa.Column("received_at", sa.DateTime, nullable=False, index=True),
+    sa.Column("finished_at", sa.DateTime, index=True),
+)
