@@ -136,8 +136,11 @@ def add_vm(st: HostState, name: str, instance_uuid: str, image_id: str,
         disks.attach(st, name, root, root_ctrl, 0, disks.PASSTHROUGH, serial=serial)
     else:
         root = os.path.join(vm_dir, f"root.{image['format'].lower()}")
+        base = st.file(image["path"])
+        if base is None:
+            raise ValueError(f"the image file {image['path']} is gone from the host")
         st.add_file(root, image["format"], "differencing", parent=image["path"],
-                    virtual_size=st.file(image["path"])["virtual_size"])
+                    virtual_size=base["virtual_size"])
         disks.attach(st, name, root, root_ctrl, 0, disks.DISK)
 
     switch = next(iter(st.data["switches"]), None)

@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
 else:
     import fcntl
 
-_KEEP_ANCHOR = os.name != "nt"
+_KEEP_ANCHOR = sys.platform != "win32"
 
 
 class StateFileMissing(FileNotFoundError):
@@ -170,7 +171,7 @@ class StateStore:
             os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
             shared.lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         fd = shared.lock_fd
-        if os.name == "nt":  # pragma: no cover - exercised on Windows only
+        if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
             while True:
                 try:
                     os.lseek(fd, 0, os.SEEK_SET)
