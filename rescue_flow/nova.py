@@ -115,7 +115,9 @@ def _legacy_fields(event_type: str, payload: dict[str, Any], action: str) -> dic
         url = payload.get("image_ref_url")
         if url is not None and not isinstance(url, str):
             raise InvalidNotification(f"{event_type}: image_ref_url must be a string")
-        fields["image_id"] = (_image((url or "").rstrip("/").rpartition("/")[2] or None,
+        # "<glance>/images/<image id>"; nothing after the last "/" when the
+        # instance boots from a volume.
+        fields["image_id"] = (_image((url or "").rpartition("/")[2] or None,
                                      "image_ref_url")
                               or _image(image_meta.get("base_image_ref"), "base_image_ref"))
         fields["image_generation"] = _MACHINE_TYPES.get(image_meta.get("hw_machine_type"))

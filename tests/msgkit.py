@@ -1,0 +1,211 @@
+"""Helpers for the messaging tests: Nova's samples, confs, seeded simulated
+hosts, Nova-shaped publishing and a collector of result notifications.
+
+Importable from every test folder (tests/ is on sys.path through its
+conftest.py). Names that a broker keeps (exchanges, topics, pools) come from
+the caller, so that tests never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kombu
+import oslo_messaging
+from oslo_context.context import RequestContext
+
+from rescue_flow import config, messaging
+from rescue_flow.demo import nova_notifier
+from rescue_flow.simhost import SimulatedHost
+
+SAMPLES = Path(__file__).parent / "fixtures" / "nova_samples"
+GEN1_IMAGE = "5d2a5c1e-0c1b-4f4e-9d3a-6a1f2b3c4d01"
+GEN2_IMAGE = "8e7f6a5b-4c3d-4e2f-8a1b-0c9d8e7f6a02"
+NOVA_SAMPLE_UUID = "178b0921-8f85-4257-88b6-2e743b5a975c"
+
+
+# -- Nova's samples -------------------------------------------------------------
+
+def resolve_refs(obj: Any, base: Path) -> Any:
+    """Expand "$ref"s as nova/tests/json_ref.py does: load the file, then
+    apply the sibling keys as recursive overrides."""
+    if isinstance(obj, list):
+        return [resolve_refs(item, base) for item in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "$ref" not in obj:
+        return {key: resolve_refs(value, base) for key, value in obj.items()}
+    path = base / obj["$ref"].partition("#")[0]
+    resolved = resolve_refs(json.loads(path.read_text()), path.parent)
+    overrides = resolve_refs({k: v for k, v in obj.items() if k != "$ref"}, base)
+    _merge(resolved, overrides)
+    return resolved
+
+
+def _merge(target: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def sample_files() -> list[Path]:
+    """Every notification sample (not the common payload fragments)."""
+    return sorted(path for path in SAMPLES.rglob("*.json")
+                  if "common_payloads" not in path.parts)
+
+
+def load_sample(path: Path) -> dict[str, Any]:
+    return resolve_refs(json.loads(path.read_text()), path.parent)
+
+
+def versioned_event(name: str, instance_uuid: str, host: str, image_id: str | None,
+                    generation: str = "") -> tuple[str, dict[str, Any], str]:
+    """(event type, payload, Nova request id) from a real sample, rewritten;
+    ``generation`` "pre_shares_2024.1" picks the Hyper-V era's payloads."""
+    notification = load_sample(SAMPLES / generation / "resolved" / name)
+    payload = copy.deepcopy(notification["payload"])
+    data = payload["nova_object.data"]
+    request_id = f"req-{uuid.uuid4()}"
+    data.update(uuid=instance_uuid, host=host, node=host, request_id=request_id)
+    if image_id is not None:
+        data["image_uuid"] = image_id
+    if "rescue_image_ref" in data:
+        data["rescue_image_ref"] = None
+    return notification["event_type"], payload, request_id
+
+
+def legacy_event(action: str, instance_uuid: str, host: str,
+                 image_id: str) -> tuple[str, dict[str, Any], str]:
+    from rescue_flow.demo import legacy_event as build
+
+    return build(action, instance_uuid, host, image_id)
+
+
+def nova_context(request_id: str) -> RequestContext:
+    """What Nova passes: an oslo.context context (the Notifier drops dicts)."""
+    return RequestContext(request_id=request_id)
+
+
+# -- configuration and hosts -----------------------------------------------------
+
+def make_conf(folder: str, host: str, url: str, names: str, **groups: dict[str, Any]) -> Any:
+    """A worker's conf: simulated host in ``folder``, own names on the broker."""
+    overrides: dict[str, dict[str, Any]] = {
+        "DEFAULT": {"host": host, "state_path": os.path.join(folder, "state")},
+        "hyperv": {"driver": "simulated", "instances_path": os.path.join(folder, "vms"),
+                   "soft_shutdown_timeout": 1, "power_state_poll_interval": 0.01},
+        "retry": {"initial_backoff": 0.0, "max_backoff": 0.0},
+        "worker": {"exchange": f"{names}-x", "requests_topic": f"{names}-requests",
+                   "results_topic": f"{names}-results"},
+        "nova": {"topics": [f"{names}-versioned_notifications", f"{names}-notifications"],
+                 "pool": f"{names}-pool"},
+    }
+    for group, values in groups.items():
+        overrides.setdefault(group, {}).update(values)
+    conf = config.make_conf(overrides=overrides)
+    messaging.register_opts(conf)
+    conf.set_override("transport_url", url)
+    return conf
+
+
+def seed_host(conf: Any, vms: int = 2) -> tuple[SimulatedHost, list[str]]:
+    """Gen1 and Gen2 images, and ``vms`` instances alternating Gen1/Gen2."""
+    sim = SimulatedHost.init(conf.simulated.state_file, conf.hyperv.instances_path)
+    sim.add_image(GEN1_IMAGE, 1, "vhd")
+    sim.add_image(GEN2_IMAGE, 2, "vhdx")
+    uuids = []
+    for index in range(vms):
+        instance_uuid = str(uuid.uuid4())
+        gen2 = index % 2 == 1
+        sim.add_vm(f"instance-{index + 1:08x}", instance_uuid,
+                   GEN2_IMAGE if gen2 else GEN1_IMAGE, nics=1 + index % 2)
+        uuids.append(instance_uuid)
+    return sim, uuids
+
+
+@contextlib.contextmanager
+def publishing_as_nova(conf: Any, host: str, legacy: bool = False) -> Iterator[Any]:
+    """An oslo Notifier set up as nova-compute's (exchange, publisher, envelope 2.0)."""
+    topic = conf.nova.topics[1 if legacy else 0]
+    publisher = f"compute.{host}" if legacy else f"nova-compute:{host}"
+    notifier = nova_notifier(conf, publisher, topic)
+    try:
+        yield notifier
+    finally:
+        notifier.transport.cleanup()
+
+
+# -- results --------------------------------------------------------------------
+
+class ResultLog:
+    """Every notification on the results topic, from an exclusive queue bound
+    before anything is sent (a test-side twin of the client's watcher)."""
+
+    def __init__(self, conf: Any) -> None:
+        topic = conf.worker.results_topic
+        exchange = kombu.Exchange(conf.worker.exchange, type="topic", durable=True,
+                                  auto_delete=False)
+        self._queue = kombu.Queue(
+            f"test-results-{uuid.uuid4().hex}", exclusive=True, auto_delete=True,
+            bindings=[kombu.binding(exchange, routing_key=f"{topic}.{p}")
+                      for p in ("info", "error")])
+        url = messaging.kombu_url(conf)
+        options = {"polling_interval": 0.01} if url.startswith("memory:") else {}
+        self._connection = kombu.Connection(url, transport_options=options)
+        self.messages: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> ResultLog:
+        self._consumer = kombu.Consumer(self._connection.channel(), queues=[self._queue],
+                                        callbacks=[self._on_message], no_ack=True,
+                                        accept=["json"])
+        self._consumer.consume()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._connection.release()
+
+    def _on_message(self, body: Any, message: Any) -> None:
+        with self._lock:
+            self.messages.append(messaging.unwrap(body))
+
+    def results(self) -> list[dict[str, Any]]:
+        """End and error notifications (not steps), oldest first."""
+        with self._lock:
+            return [m for m in self.messages if m["event_type"] != messaging.STEP_EVENT]
+
+    def wait_for(self, done: Callable[[ResultLog], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done(self):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out; results so far: {self.results()}")
+            with contextlib.suppress(TimeoutError):
+                self._connection.drain_events(timeout=min(left, 0.2))
+
+    def wait_results(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        self.wait_for(lambda log: len(log.results()) >= count, timeout)
+        return self.results()
+
+    def result_for(self, request_id: str, timeout: float = 20.0) -> dict[str, Any]:
+        def found(log: ResultLog) -> bool:
+            return any(m["payload"].get("request_id") == request_id for m in log.results())
+
+        self.wait_for(found, timeout)
+        return next(m for m in self.results() if m["payload"].get("request_id") == request_id)
+
+
+def target_of(conf: Any, host: str) -> oslo_messaging.Target:
+    return oslo_messaging.Target(exchange=conf.worker.exchange,
+                                 topic=f"{conf.worker.requests_topic}.{host}")

@@ -1,0 +1,195 @@
+"""The two message handlers, called directly: the worker's RequestHandler and
+the NovaIntake. What each acks, requeues, runs and notifies."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from msgkit import SAMPLES, load_sample
+
+from rescue_flow import messaging, protocol
+from rescue_flow.listener import NovaIntake
+from rescue_flow.outcome import Outcome, Result
+from rescue_flow.progress import StepEvent
+from rescue_flow.requests import Request
+from rescue_flow.worker import RequestHandler
+
+HOST = "hv-1"
+UUID = "3f1c9a52-7b3e-4d8a-9e21-5a6b7c8d9e01"
+
+
+class Outbox:
+    """A Publisher that records, and fails the next ``fail`` sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.fail = 0
+
+    def send(self, topic, event_type, payload, priority="info", retry=None, context=None):
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("broker away")
+        self.sent.append({"topic": topic, "event_type": event_type, "payload": payload,
+                          "priority": priority})
+        return "id"
+
+    def events(self) -> list[str]:
+        return [m["event_type"] for m in self.sent]
+
+
+class Runner:
+    def __init__(self, error: Exception | None = None, steps: int = 0) -> None:
+        self.handled: list[Request] = []
+        self.error = error
+        self.steps = steps
+
+    def handle(self, request: Request, on_step=None) -> Result:
+        self.handled.append(request)
+        if self.error is not None:
+            raise self.error
+        for index in range(self.steps):
+            if on_step is not None:
+                on_step(StepEvent("rescue-instance", f"Step{index}", "SUCCESS", 0.1))
+        return Result(request.request_id, request.action, request.instance_uuid, HOST,
+                      Outcome.SUCCESS, step_durations={"Step0": 0.1})
+
+
+def _handler(runner: Runner, outbox: Outbox, attempts: int = 3) -> RequestHandler:
+    return RequestHandler(runner, protocol.Results(outbox, "rf-results"), HOST, attempts)
+
+
+def _message(request_id: str = "client-1", progress: bool = False, **changes: Any) -> dict:
+    payload = dict(Request("rescue", UUID, request_id, host=HOST).to_dict(), progress=progress)
+    payload.update(changes)
+    return {"message_id": f"m-{request_id}", "event_type": messaging.REQUEST_EVENT,
+            "payload": payload, "publisher_id": "rescue-flow-client:x", "priority": "INFO"}
+
+
+def test_a_request_runs_and_its_result_is_notified_before_the_ack() -> None:
+    runner, outbox = Runner(), Outbox()
+    assert _handler(runner, outbox)({}, _message()) == messaging.HANDLED
+    assert [r.request_id for r in runner.handled] == ["client-1"]
+    assert outbox.events() == ["rescue_flow.rescue.end"]
+    assert outbox.sent[0]["payload"]["outcome"] == "success"
+
+
+def test_a_redelivered_request_is_acked_without_running_again() -> None:
+    runner, outbox = Runner(), Outbox()
+    handler = _handler(runner, outbox)
+    handler({}, _message())
+    assert handler({}, _message()) == messaging.HANDLED
+    assert len(runner.handled) == 1
+    assert outbox.events() == ["rescue_flow.rescue.end"]
+    assert handler.stats["duplicates"] == 1
+
+
+def test_a_result_that_could_not_be_sent_is_sent_on_redelivery_without_rerunning() -> None:
+    runner, outbox = Runner(), Outbox()
+    handler = _handler(runner, outbox)
+    outbox.fail = 1
+    assert handler({}, _message()) == messaging.REQUEUE
+    assert handler({}, _message()) == messaging.HANDLED
+    assert len(runner.handled) == 1
+    assert outbox.events() == ["rescue_flow.rescue.end"]
+
+
+def test_steps_are_notified_only_when_the_sender_waits() -> None:
+    runner, outbox = Runner(steps=2), Outbox()
+    handler = _handler(runner, outbox)
+    handler({}, _message("quiet"))
+    handler({}, _message("waiting", progress=True))
+    assert outbox.events() == ["rescue_flow.rescue.end", "rescue_flow.step",
+                               "rescue_flow.step", "rescue_flow.rescue.end"]
+    assert outbox.sent[1]["payload"]["request_id"] == "waiting"
+
+
+def test_a_lost_step_does_not_stop_the_flow() -> None:
+    runner, outbox = Runner(steps=1), Outbox()
+    outbox.fail = 1  # the step
+    assert _handler(runner, outbox)({}, _message(progress=True)) == messaging.HANDLED
+    assert outbox.events() == ["rescue_flow.rescue.end"]
+
+
+@pytest.mark.parametrize("payload", ["not an object", {"action": "rescue"},
+                                     {"action": "rescue", "instance_uuid": "vm-1",
+                                      "request_id": "r"}])
+def test_bad_input_is_acked_with_an_error_notification_and_never_run(payload) -> None:
+    runner, outbox = Runner(), Outbox()
+    message = _message()
+    message["payload"] = payload
+    assert _handler(runner, outbox)({}, message) == messaging.HANDLED
+    assert runner.handled == []
+    assert outbox.events() == ["rescue_flow.rescue.error" if isinstance(payload, dict)
+                               else "rescue_flow.request.error"]
+    assert outbox.sent[0]["payload"]["reason"].startswith("invalid request: ")
+
+
+def test_a_request_that_keeps_failing_is_retried_then_answered_and_dropped() -> None:
+    runner, outbox = Runner(error=RuntimeError("state file unreadable")), Outbox()
+    handler = _handler(runner, outbox, attempts=3)
+    outcomes = [handler({}, _message()) for _ in range(3)]
+    assert outcomes == [messaging.REQUEUE, messaging.REQUEUE, messaging.HANDLED]
+    assert len(runner.handled) == 3
+    assert outbox.events() == ["rescue_flow.rescue.error"]
+    payload = outbox.sent[0]["payload"]
+    assert (payload["outcome"], payload["request_id"]) == ("failed", "client-1")
+    assert payload["reason"] == "gave up after 3 attempts: state file unreadable"
+
+
+# -- the Nova intake -----------------------------------------------------------------
+
+def _intake(outbox: Outbox, hosts: list[str] | None = None, attempts: int = 3) -> NovaIntake:
+    router = protocol.Router(outbox, "rf-requests")
+    return NovaIntake(router, protocol.Results(outbox, "rf-results"), "hv-intake",
+                      max_attempts=attempts, hosts=hosts)
+
+
+def _nova(**data: Any) -> dict[str, Any]:
+    message = copy.deepcopy(load_sample(SAMPLES / "resolved" / "instance-rescue-start.json"))
+    message["payload"]["nova_object.data"].update(data)
+    message["message_id"] = "nova-msg-1"
+    return message
+
+
+def test_a_nova_rescue_is_routed_to_its_hosts_queue() -> None:
+    outbox = Outbox()
+    assert _intake(outbox)({"request_id": "req-9"}, _nova(host="hv-7")) == messaging.HANDLED
+    [sent] = outbox.sent
+    assert (sent["topic"], sent["event_type"]) == ("rf-requests.hv-7", messaging.REQUEST_EVENT)
+    assert sent["payload"]["request_id"].startswith("nova:req-9:rescue:")
+    assert (sent["payload"]["host"], sent["payload"]["progress"]) == ("hv-7", False)
+
+
+def test_other_nova_events_are_acked_silently() -> None:
+    outbox = Outbox()
+    message = load_sample(SAMPLES / "resolved" / "instance-rescue-end.json")
+    assert _intake(outbox)({}, message) == messaging.HANDLED
+    assert outbox.sent == []
+
+
+def test_events_for_hosts_without_a_worker_are_ignored() -> None:
+    outbox = Outbox()
+    assert _intake(outbox, hosts=["hv-1"])({}, _nova(host="kvm-3")) == messaging.HANDLED
+    assert outbox.sent == []
+
+
+def test_a_malformed_nova_event_gets_an_error_naming_the_instance() -> None:
+    outbox = Outbox()
+    message = _nova(image_uuid="not-an-image", rescue_image_ref=None)
+    assert _intake(outbox)({}, message) == messaging.HANDLED
+    [sent] = outbox.sent
+    assert sent["event_type"] == "rescue_flow.rescue.error"
+    assert sent["payload"]["instance_uuid"] == "178b0921-8f85-4257-88b6-2e743b5a975c"
+    assert "image_uuid is not a UUID" in sent["payload"]["reason"]
+
+
+def test_routing_that_keeps_failing_is_retried_then_answered() -> None:
+    outbox = Outbox()
+    intake = _intake(outbox, attempts=2)
+    outbox.fail = 2
+    assert intake({}, _nova()) == messaging.REQUEUE
+    assert intake({}, _nova()) == messaging.HANDLED
+    assert outbox.events() == ["rescue_flow.rescue.error"]
+    assert "gave up after 2 attempts" in outbox.sent[0]["payload"]["reason"]
