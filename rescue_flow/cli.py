@@ -11,13 +11,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
-from rescue_flow import config
+# os-win and oslo import eventlet, which warns on import that it is
+# deprecated; operators cannot act on that, so it must not greet every command.
+warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
+
+from rescue_flow import config  # noqa: E402 - after the warnings filter
 
 # Modules that add subcommands, in the order ``--help`` lists them.
 _COMMAND_MODULES = (
     "rescue_flow.commands.run",
+    "rescue_flow.commands.history",
     "rescue_flow.commands.client",
     "rescue_flow.commands.worker",
     "rescue_flow.commands.demo",
@@ -36,15 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for module_name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # A command module may not exist yet while the project grows;
-            # any other import failure is a bug and must surface.
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 

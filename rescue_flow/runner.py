@@ -53,6 +53,13 @@ class FlowRunner:
         return cls(host, QuarantineList.from_conf(conf), conf.host,
                    os.path.join(conf.state_path, "locks"), history)
 
+    @classmethod
+    def durable(cls, conf: Any, host: HyperVHost | None = None) -> FlowRunner:
+        """The runner every command uses: the configured host, with its history."""
+        from rescue_flow import hyperv
+
+        return cls.from_conf(conf, host or hyperv.get_host(conf), History.from_conf(conf))
+
     def _result(self, request: requests.Request, outcome: Outcome,
                 **fields: Any) -> Result:
         return Result(request_id=request.request_id, action=request.action,

@@ -1,9 +1,10 @@
-"""``rescue-flow run`` and ``rescue-flow reset``: act on this host, in this process.
+"""``rescue-flow run``, ``resume`` and ``reset``: act on this host, in this process.
 
 ``run`` handles one request in the foreground, against the configured host,
-printing each step as it runs and reverts. Exit codes: 0 success or nothing
-to do, 1 the flow failed and was reverted (or was refused), 3 the instance is
-quarantined, 2 bad input.
+printing each step as it runs and reverts; like every request, it is recorded
+in the history first. ``resume`` finishes what a crash interrupted. Exit
+codes: 0 success or nothing to do, 1 the flow failed and was reverted (or was
+refused), 3 the instance is quarantined, 2 bad input.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import uuid
 from typing import Any
 
-from rescue_flow import exceptions, hyperv, requests
+from rescue_flow import exceptions, requests
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.progress import StepEvent
 from rescue_flow.quarantine import QuarantineList
@@ -35,6 +36,11 @@ def register(subparsers: Any) -> None:
     run.add_argument("--image-generation", type=int, choices=(1, 2),
                      help="the rescue image's VM generation, if known")
     run.set_defaults(func=run_command)
+
+    resume = subparsers.add_parser(
+        "resume", help="finish, in the foreground, every request of this host that a "
+        "crash interrupted (the worker does this at start)")
+    resume.set_defaults(func=resume_command)
 
     reset = subparsers.add_parser(
         "reset", help="take an instance out of quarantine after checking its host")
@@ -73,11 +79,27 @@ def run_command(conf: Any, args: argparse.Namespace) -> int:
     except exceptions.InvalidRequest as exc:
         print(f"rescue-flow run: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    runner = FlowRunner.from_conf(conf, hyperv.get_host(conf))
+    runner = FlowRunner.durable(conf)
     print(f"{request.action} {request.instance_uuid} on {conf.host}:", flush=True)
     result = runner.handle(request, on_step=print_step)
     print_result(result)
     return exit_code(result)
+
+
+def resume_command(conf: Any, args: argparse.Namespace) -> int:
+    runner = FlowRunner.durable(conf)
+    assert runner.history is not None
+    unfinished = runner.history.unfinished()
+    print(f"{len(unfinished)} unfinished request(s) on {conf.host}", flush=True)
+    worst = EXIT_OK
+    for record in unfinished:
+        request = record.request
+        print(f"{request.action} {request.instance_uuid} (request {request.request_id}):",
+              flush=True)
+        result = runner.resume(record, on_step=print_step)
+        print_result(result)
+        worst = max(worst, exit_code(result))
+    return worst
 
 
 def reset_command(conf: Any, args: argparse.Namespace) -> int:

@@ -13,10 +13,10 @@ import ntpath
 import posixpath
 from typing import Any
 
+from rescue_flow import exceptions as rf_exc
 from rescue_flow import records
 from rescue_flow.hyperv.calls import OsWinCaller
 from rescue_flow.hyperv.oswin import constants
-from rescue_flow.hyperv.oswin import exceptions as os_exc
 
 LOG = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class HostReader:
             try:
                 if self._call(self._net, "get_port_by_id", nic_name, switch):
                     return switch
-            except os_exc.HyperVvSwitchNotFound:
+            except rf_exc.HyperVObjectNotFound:  # os-win's HyperVvSwitchNotFound
                 LOG.warning("[hyperv] vswitch_names lists %s, which this host lacks",
                             switch)
         LOG.warning("NIC %s is connected to none of [hyperv] vswitch_names %s",

@@ -323,3 +323,15 @@ def test_remove_nic_of_a_vm_that_is_gone_does_nothing(host, utils):
     host.remove_nic("vm-rescue", "p1-rescue")
 
     utils["vmutils"].destroy_nic.assert_not_called()
+
+
+def test_a_listed_switch_the_host_lacks_is_skipped_not_fatal(host, utils):
+    _gen2_instance(utils["vmutils"])
+    utils["vmutils"].get_vm_nic_names.return_value = ["nic-a"]
+    utils["netutils"].get_vnic_mac_address.return_value = "FA163E000001"
+    utils["netutils"].get_port_by_id.side_effect = [
+        os_exc.HyperVvSwitchNotFound(vswitch_name="external"), {"port": "nic-a"}]
+
+    config = host.read_vm_config("instance-00000001")
+
+    assert config.nics == (records.Nic("nic-a", "FA:16:3E:00:00:01", "internal"),)
