@@ -186,8 +186,8 @@ def _scenario(demo: Demo, before: dict[str, Any]) -> None:
     demo.expect(gen2.outcome is Outcome.SUCCESS, "Gen2 instance rescued")
     demo.show_host("both instances rescued: each has a running rescue VM")
     vms = demo.sim.view()["vms"]
-    demo.expect(all(f"{name}-rescue" in str(vms) for name, _ in (GEN1, GEN2)),
-                "both rescue VMs exist")
+    demo.expect(all(vms.get(f"{name}-rescue", {}).get("power_state") == "running"
+                    for name, _ in (GEN1, GEN2)), "both rescue VMs are running")
 
     for (name, instance_uuid), legacy in ((GEN1, False), (GEN2, True)):
         event = (legacy_event("unrescue", instance_uuid, HOST, GEN2_IMAGE) if legacy else
