@@ -10,47 +10,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from rescue_flow.filelock import lock_for
+
 T = TypeVar("T")
-
-_THREAD_LOCKS: dict[str, threading.RLock] = {}
-_THREAD_LOCKS_GUARD = threading.Lock()
-
-
-def _thread_lock(path: str) -> threading.RLock:
-    with _THREAD_LOCKS_GUARD:
-        return _THREAD_LOCKS.setdefault(os.path.abspath(path), threading.RLock())
-
 
 @contextlib.contextmanager
 def file_lock(lock_path: str) -> Iterator[None]:
-    """Exclusive lock between processes (and, with the thread lock, threads)."""
-    with _thread_lock(lock_path):
-        os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
-        with open(lock_path, "a+b") as handle:
-            if sys.platform == "win32":
-                import msvcrt
-
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-                try:
-                    yield
-                finally:
-                    handle.seek(0)
-                    msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+    """Exclusive lock between threads and processes (see rescue_flow.filelock)."""
+    with lock_for(lock_path).held():
+        yield
 
 
 def write_atomically(path: str, text: str) -> None:

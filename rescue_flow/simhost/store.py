@@ -1,9 +1,8 @@
 """The state file: one JSON document, shared by threads and processes.
 
-Every access runs under an exclusive lock: a ``threading.Lock`` shared by
-all threads of the process (one per state file), then an OS lock on the
-sibling ``<state_file>.lock`` (``fcntl.flock`` on POSIX, ``msvcrt.locking``
-on Windows) so other processes wait too. Writes are atomic: a temp file in
+Every access runs under an exclusive lock on the sibling
+``<state_file>.lock`` (:mod:`rescue_flow.filelock`: threads of this process,
+then other processes, wait). Writes are atomic: a temp file in
 the same folder, flushed and fsynced, then ``os.replace``; a reader never
 sees half a file and a crash leaves either the old or the new state.
 
@@ -31,10 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-else:
-    import fcntl
+from rescue_flow.filelock import lock_for
 
 _KEEP_ANCHOR = sys.platform != "win32"
 
@@ -48,9 +44,7 @@ class _Shared:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.thread_lock = threading.Lock()
         self.pid = os.getpid()
-        self.lock_fd: int | None = None
         self.key: tuple[int, int, int] | None = None
         self.data: dict[str, Any] | None = None
         self.text: str | None = None
@@ -123,7 +117,7 @@ class StateStore:
     def locked(self) -> Iterator[Transaction]:
         """Hold the lock and yield the current state (loaded or cached)."""
         shared = _shared_for(self.path)
-        with shared.thread_lock, self._os_lock(shared):
+        with lock_for(self.lock_path).held():
             self._load(shared)
             yield Transaction(self, shared)
 
@@ -132,7 +126,7 @@ class StateStore:
         folder = os.path.dirname(self.path)
         os.makedirs(folder, exist_ok=True)
         shared = _shared_for(self.path)
-        with shared.thread_lock, self._os_lock(shared):
+        with lock_for(self.lock_path).held():
             self._write(shared, data, _dumps(data))
             self._truncate_calls()
 
@@ -164,32 +158,6 @@ class StateStore:
             pass
 
     # -- internals --------------------------------------------------------
-
-    @contextmanager
-    def _os_lock(self, shared: _Shared) -> Iterator[None]:
-        if shared.lock_fd is None:
-            os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
-            shared.lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        fd = shared.lock_fd
-        if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-            while True:
-                try:
-                    os.lseek(fd, 0, os.SEEK_SET)
-                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:
-                    continue  # LK_LOCK gives up after 10 s; keep waiting
-            try:
-                yield
-            finally:
-                os.lseek(fd, 0, os.SEEK_SET)
-                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        else:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _load(self, shared: _Shared) -> None:
         try:
