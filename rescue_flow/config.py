@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Sequence
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -257,7 +258,7 @@ PERSISTENCE_OPTS = [
     ),
 ]
 
-_GROUPS: list[tuple[str | None, list[cfg.Opt]]] = [
+_GROUPS: list[tuple[str | None, Sequence[cfg.Opt]]] = [
     (None, DEFAULT_OPTS),
     ("hyperv", HYPERV_OPTS),
     ("simulated", SIMULATED_OPTS),
