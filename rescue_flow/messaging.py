@@ -268,12 +268,39 @@ class OrderedListener(om_listener.NotificationServer):
             if result == REQUEUE:
                 message.requeue()
             else:
-                message.acknowledge()
+                _acknowledge(message)
         except Exception:
             LOG.exception("Could not acknowledge or requeue a message")
 
     def running_and_waiting(self) -> tuple[int, int]:
         return self._scheduler.counts() if self._scheduler else (0, 0)
+
+
+def _acknowledge(message: Any) -> None:
+    """Ack as the rabbit driver does, minus its duplicate cache.
+
+    The driver remembers the ids of the last 16 messages acked and drops any
+    redelivery of them *without acking it*. After a broker restart, a copy
+    whose first ack was lost on the dead connection then stays unacknowledged
+    until the worker disconnects, and comes back at its next start, possibly
+    behind later requests for the same instance (an old unrescue replayed
+    after a newer rescue). Our handlers recognize a duplicate themselves and
+    ack it; so the ack goes through the driver's own queue of operations
+    (kombu is not thread-safe), without the cache.
+    """
+    operations = getattr(message, "_message_operations_handler", None)
+    raw = getattr(message, "message", None)
+    if operations is None or not callable(getattr(raw, "acknowledge", None)):
+        message.acknowledge()
+        return
+
+    def ack() -> None:
+        try:
+            raw.acknowledge()
+        except Exception as exc:  # the connection is gone: it will come again
+            LOG.warning("Could not acknowledge a message; it will be redelivered: %s", exc)
+
+    operations.do(ack)
 
 
 class _SchedulerStopper:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import kombu
-import oslo_messaging
 from oslo_context.context import RequestContext
 
 from rescue_flow import config, messaging
@@ -206,6 +205,47 @@ class ResultLog:
         return next(m for m in self.results() if m["payload"].get("request_id") == request_id)
 
 
-def target_of(conf: Any, host: str) -> oslo_messaging.Target:
-    return oslo_messaging.Target(exchange=conf.worker.exchange,
-                                 topic=f"{conf.worker.requests_topic}.{host}")
+# -- a real broker ----------------------------------------------------------------
+
+def broker_names(conf: Any, hosts: list[str]) -> tuple[list[str], list[str]]:
+    """(queues, exchanges) a test made with ``conf``, to delete afterwards.
+    Nova's exchange is shared (and not durable): it is left alone."""
+    topics = [f"{conf.worker.requests_topic}.{host}" for host in hosts]
+    topics += [conf.worker.results_topic]
+    queues = [f"{topic}.{p}" for topic in topics for p in ("info", "error")]
+    queues.append(conf.nova.pool)
+    return queues, [conf.worker.exchange]
+
+
+def delete_broker_objects(amqp_url: str, queues: list[str], exchanges: list[str]) -> None:
+    """Best effort: leave nothing behind on a long-lived broker."""
+    with contextlib.suppress(Exception), kombu.Connection(amqp_url, connect_timeout=5) as conn:
+        channel = conn.channel()
+        for queue in queues:
+            with contextlib.suppress(Exception):
+                channel.queue_delete(queue)
+        for exchange in exchanges:
+            with contextlib.suppress(Exception):
+                channel.exchange_delete(exchange)
+
+
+def queue_depth(amqp_url: str, queue: str) -> int:
+    """Messages ready in ``queue`` (unacknowledged ones are not counted)."""
+    with kombu.Connection(amqp_url, connect_timeout=5) as conn:
+        return conn.channel().queue_declare(queue, passive=True).message_count
+
+
+def drain_queue(amqp_url: str, queue: str) -> list[dict[str, Any]]:
+    """Take every message out of ``queue``, unwrapped (none if no such queue)."""
+    taken: list[dict[str, Any]] = []
+    with kombu.Connection(amqp_url, connect_timeout=5) as conn:
+        try:
+            conn.channel().queue_declare(queue, passive=True)
+        except conn.channel_errors:
+            return taken
+        channel = conn.channel()
+        while True:
+            message = channel.basic_get(queue, no_ack=True)
+            if message is None:
+                return taken
+            taken.append(messaging.unwrap(message.body))
