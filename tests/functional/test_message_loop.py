@@ -180,6 +180,36 @@ def test_the_listener_hands_over_one_instances_messages_one_at_a_time_in_arrival
     assert seen == [f"a{i} {edge}" for i in range(6) for edge in ("start", "end")]
 
 
+def test_acks_skip_the_drivers_duplicate_cache(conf) -> None:
+    # The rabbit driver would drop a redelivery of a message in that cache
+    # without acking it; _acknowledge relies on the driver internals below,
+    # so an oslo.messaging upgrade that moves them fails here, not silently.
+    transport = messaging.rescue_transport(conf)
+    taken: list[Any] = []
+
+    class Capturing(messaging.OrderedListener):
+        def _process_incoming(self, incoming: list[Any]) -> None:
+            taken.append(incoming[0])
+            super()._process_incoming(incoming)
+
+    target = oslo_messaging.Target(exchange=conf.worker.exchange, topic="acks")
+    listener = Capturing(transport, [target], lambda c, m: messaging.HANDLED,
+                         lambda m: None, max_workers=1)
+    listener.start()
+    try:
+        messaging.Publisher(transport, conf.worker.exchange, "test").send(
+            "acks", "test.event", {})
+        _wait_until(lambda: taken and listener.running_and_waiting() == (0, 0))
+    finally:
+        listener.stop()
+        listener.wait()
+        transport.cleanup()
+    [message] = taken
+    assert hasattr(message, "_message_operations_handler")
+    assert message.unique_id
+    assert message.unique_id not in message.listener.msg_id_cache.prev_msgids
+
+
 def _wait_until(condition: Any, timeout: float = TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
