@@ -6,6 +6,12 @@ such tests are skipped, unless the ``CI`` environment variable is set, where
 they fail: CI (``.ci/run``) starts RabbitMQ and exports its URL in
 ``RESCUE_FLOW_RABBIT_URL``.
 
+Database tests: ask for ``db_url`` to run once on SQLite and once on
+PostgreSQL, each time on an empty database of the test's own. PostgreSQL
+follows the broker's rule (skipped without a server, required under CI); CI
+starts a private cluster and exports its URL in ``RESCUE_FLOW_DB_URL``.
+``-m "not postgresql"`` leaves the PostgreSQL runs out.
+
 Add new fixtures below, one block per service or concern.
 """
 
@@ -15,6 +21,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -116,11 +123,106 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     return f"rf-{stem}-{uuid.uuid4().hex[:10]}"
 
 
+# --------------------------------------------------------------------------
+# Databases: SQLite and PostgreSQL
+# --------------------------------------------------------------------------
+
+DB_URL_ENV = "RESCUE_FLOW_DB_URL"
+# What .ci/run creates; a laptop can match it to run the PostgreSQL tests.
+DEFAULT_DB_URL = "postgresql+psycopg2://rescue_flow:rescue_flow@127.0.0.1:5433/rescue_flow"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "postgresql: needs a PostgreSQL server (skipped without one, "
+        "required when CI is set)")
+
+
+def probe_postgres(url: str, timeout: float) -> str:
+    """Connect to ``url`` until it answers: ``""``, or the last error once
+    ``timeout`` seconds have passed (one try when it is 0)."""
+    import sqlalchemy as sa
+
+    deadline = time.monotonic() + timeout
+    while True:
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool,
+                                  connect_args={"connect_timeout": 2})
+        try:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+            return ""
+        except Exception as exc:  # any failure means "not reachable"
+            error = f"{type(exc).__name__}: {str(exc).strip()}"
+        finally:
+            engine.dispose()
+        if time.monotonic() >= deadline:
+            return error
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """SQLAlchemy URL of a reachable PostgreSQL database whose role may create
+    databases: ``RESCUE_FLOW_DB_URL``, else :data:`DEFAULT_DB_URL`. Tests
+    should not write here: ``postgres_db_url`` gives each its own database."""
+    url = os.environ.get(DB_URL_ENV) or DEFAULT_DB_URL
+    source = DB_URL_ENV if os.environ.get(DB_URL_ENV) else "the default"
+    try:
+        import psycopg2  # noqa: F401 - the driver the URL names
+    except ImportError:
+        skip_or_fail("psycopg2 is not installed (pip install -r test-requirements.txt)")
+    error = probe_postgres(url, timeout=15.0 if in_ci() else 0.0)
+    if error:
+        import sqlalchemy as sa
+
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+        skip_or_fail(f"no PostgreSQL at {shown} ({source}): {error}")
+    return url
+
+
+@pytest.fixture
+def postgres_db_url(postgres_url: str, unique_name: str) -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database for this test only; dropped
+    afterwards, with any connection the test left open."""
+    import sqlalchemy as sa
+
+    name = unique_name.replace("-", "_")
+    admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool,
+                             isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield sa.engine.make_url(postgres_url).set(database=name).render_as_string(
+            hide_password=False)
+        with admin.connect() as connection:
+            # FORCE (PostgreSQL 13+) ends sessions a test forgot to close.
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """SQLAlchemy URL of an empty history database: a SQLite file in
+    ``tmp_path``, then a PostgreSQL database of the test's own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/history.sqlite"
+    return request.getfixturevalue("postgres_db_url")
+
+
+# --------------------------------------------------------------------------
+# Markers from fixtures
+# --------------------------------------------------------------------------
+
+_POSTGRES_FIXTURES = {"postgres_url", "postgres_db_url"}
+
+
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # A test marked ``rabbitmq`` gets the broker fixture (so it skips or
     # fails as above), and a test using the fixture gets the marker (so
-    # ``-m "not rabbitmq"`` leaves it out).
+    # ``-m "not rabbitmq"`` leaves it out). The same for PostgreSQL, except
+    # ``db_url``, whose PostgreSQL run carries the marker as a parameter.
     for item in items:
         fixturenames = getattr(item, "fixturenames", None)
         if fixturenames is None:
@@ -130,3 +232,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 fixturenames.insert(0, "rabbit_url")
         elif {"rabbit_url", "rabbit_amqp_url"} & set(fixturenames):
             item.add_marker(pytest.mark.rabbitmq)
+        if item.get_closest_marker("postgresql") is not None:
+            if "db_url" not in fixturenames and not _POSTGRES_FIXTURES & set(fixturenames):
+                fixturenames.insert(0, "postgres_url")
+        elif _POSTGRES_FIXTURES & set(fixturenames):
+            item.add_marker(pytest.mark.postgresql)

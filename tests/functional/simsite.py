@@ -50,16 +50,22 @@ def new_request_id() -> str:
     return f"req-{uuid.uuid4()}"
 
 
-def make_site(tmp_path: Any, **hyperv_overrides: Any) -> Site:
+def make_site(tmp_path: Any, persistence_url: str | None = None,
+              **hyperv_overrides: Any) -> Site:
+    """A seeded-image host in ``tmp_path``; its history is on ``persistence_url``
+    (any SQLAlchemy URL, e.g. the ``db_url`` fixture), else SQLite in ``tmp_path``."""
     state_path = os.path.join(tmp_path, "state")
     instances = os.path.join(tmp_path, "instances")
-    conf = config.make_conf(overrides={
+    overrides: dict[str, dict[str, Any]] = {
         "DEFAULT": {"state_path": state_path, "host": "hv-test"},
         "hyperv": {"driver": "simulated", "instances_path": instances,
                    "soft_shutdown_timeout": 1, "power_state_poll_interval": 0.01,
                    **hyperv_overrides},
         "retry": {"initial_backoff": 0.0, "max_backoff": 0.0},
-    })
+    }
+    if persistence_url is not None:
+        overrides["persistence"] = {"connection": persistence_url}
+    conf = config.make_conf(overrides=overrides)
     sim = SimulatedHost.init(conf.simulated.state_file, instances)
     sim.add_image(GEN1_IMAGE, 1, "vhd")
     sim.add_image(GEN2_IMAGE, 2, "vhdx")
@@ -70,8 +76,8 @@ def make_site(tmp_path: Any, **hyperv_overrides: Any) -> Site:
 class Bench:
     """A seeded host whose state file can be put back to a saved point."""
 
-    def __init__(self, tmp_path, generation, nics):
-        self.site = make_site(str(tmp_path))
+    def __init__(self, tmp_path, generation, nics, persistence_url=None):
+        self.site = make_site(str(tmp_path), persistence_url)
         image = GEN1_IMAGE if generation == 1 else GEN2_IMAGE
         self.site.sim.add_vm(BENCH_VM, BENCH_UUID, image, nics=nics, config_drive=True)
         self.image = image
