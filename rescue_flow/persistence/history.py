@@ -31,6 +31,10 @@ from rescue_flow.requests import Request
 
 FINISHED_FLOW_STATES = (tf_states.SUCCESS, tf_states.REVERTED, tf_states.FAILURE)
 _table = schema.requests_table
+# TaskFlow's table of steps, only as far as ``steps`` needs to order them.
+_atomdetails = sa.table("atomdetails", sa.column("uuid"), sa.column("parent_uuid"),
+                        sa.column("created_at"))
+_LAST = datetime.datetime.max
 
 
 def utcnow() -> datetime.datetime:
@@ -73,7 +77,9 @@ class History:
         schema.metadata.create_all(self.engine)
 
     def close(self) -> None:
+        """Close the pooled database connections (TaskFlow leaves the engine open)."""
         self.backend.close()
+        self.engine.dispose()
 
     @contextlib.contextmanager
     def _fsynced(self) -> Iterator[sa.engine.Connection]:
@@ -176,9 +182,20 @@ class History:
         with contextlib.closing(self.backend.get_connection()) as connection:
             book = connection.get_logbook(record.book_uuid)
         details = sorted(book, key=lambda detail: detail.meta.get("sequence", 0))
+        created = self._atoms_created([detail.uuid for detail in details])
         return [(detail.name, atom.name, atom.state)
-                for detail in details for atom in detail
+                for detail in details
+                for atom in sorted(detail, key=lambda atom: created.get(atom.uuid) or _LAST)
                 if not atom.name.startswith("_")]
+
+    def _atoms_created(self, flow_uuids: list[str]) -> dict[str, datetime.datetime]:
+        # TaskFlow loads a flow's steps in whatever order the database returns
+        # its rows; PostgreSQL moves a row on every update, so the first step
+        # came back last. Steps are created in flow order, one insert each.
+        query = sa.select(_atomdetails.c.uuid, _atomdetails.c.created_at).where(
+            _atomdetails.c.parent_uuid.in_(flow_uuids))
+        with self.engine.connect() as connection:
+            return {row.uuid: row.created_at for row in connection.execute(query)}
 
     def purge(self, older_than: datetime.timedelta) -> int:
         """Forget finished requests older than ``older_than``; returns how many."""
