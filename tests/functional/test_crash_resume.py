@@ -7,6 +7,7 @@ its last. A fresh runner in this process then resumes every unfinished
 request, as the worker does at start. The host must end rescued exactly as a
 clean run leaves it (or, for unrescue, exactly as before the rescue), and the
 history must show the request once, finished, with a single flow run.
+Both run on SQLite and on PostgreSQL (the ``db_url`` fixture).
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def _check(bench, action, points, start, expected_view):
 @pytest.mark.slow
 @pytest.mark.parametrize(("generation", "nics"), [(1, 1), (2, 1)])
 def test_a_crash_at_any_step_of_rescue_resumes_to_a_clean_rescue(tmp_path, generation,
-                                                                  nics):
-    bench = Bench(tmp_path, generation, nics)
+                                                                  nics, db_url):
+    bench = Bench(tmp_path, generation, nics, persistence_url=db_url)
     bench.save("active")
     positions = bench.reference("rescue")
     rescued = bench.view()
@@ -111,8 +112,8 @@ def test_a_crash_at_any_step_of_rescue_resumes_to_a_clean_rescue(tmp_path, gener
 @pytest.mark.slow
 @pytest.mark.parametrize(("generation", "nics"), [(1, 1), (2, 1)])
 def test_a_crash_at_any_step_of_unrescue_resumes_to_the_host_before_the_rescue(
-        tmp_path, generation, nics):
-    bench = Bench(tmp_path, generation, nics)
+        tmp_path, generation, nics, db_url):
+    bench = Bench(tmp_path, generation, nics, persistence_url=db_url)
     original = bench.view()
     assert bench.run("rescue").outcome is Outcome.SUCCESS
     bench.save("rescued")
