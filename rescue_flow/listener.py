@@ -45,7 +45,7 @@ Failures, in the intake and in the worker alike:
   ``[nova] hosts``: acknowledged and ignored.
 
 Ordering: oslo.messaging's own executor runs handlers on a pool of threads
-that may overtake one another; :class:`rescue_flow.messaging.OrderedListener`
+that may overtake one another; :class:`rescue_flow.consumer.OrderedListener`
 instead queues messages per instance, in the order the broker delivered them.
 """
 
@@ -57,7 +57,7 @@ from typing import Any
 
 import oslo_messaging
 
-from rescue_flow import exceptions, messaging, nova, protocol
+from rescue_flow import consumer, exceptions, messaging, nova, protocol
 
 LOG = logging.getLogger(__name__)
 
@@ -122,13 +122,13 @@ def nova_key(message: Mapping[str, Any]) -> str | None:
 
 
 def build_intake(conf: Any, transport: Any, router: protocol.Router,
-                 results: protocol.Results) -> messaging.OrderedListener:
+                 results: protocol.Results) -> consumer.OrderedListener:
     """The listener on Nova's exchange, sharing ``[nova] pool`` with every worker."""
     targets = [oslo_messaging.Target(exchange=conf.nova.exchange, topic=topic)
                for topic in conf.nova.topics]
     handler = NovaIntake(router, results, conf.host,
                          max_attempts=conf.worker.max_delivery_attempts,
                          hosts=conf.nova.hosts)
-    return messaging.OrderedListener(transport, targets, handler, nova_key,
+    return consumer.OrderedListener(transport, targets, handler, nova_key,
                                      max_workers=INTAKE_THREADS, pool=conf.nova.pool,
                                      name="intake")

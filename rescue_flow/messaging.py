@@ -1,4 +1,4 @@
-"""rescue-flow's use of oslo.messaging: transports, publishing, an ordered listener.
+"""rescue-flow's use of oslo.messaging: transports, the envelope, publishing.
 
 Two transports, because oslo.messaging reads the queue and exchange durability
 (``[oslo_messaging_rabbit] amqp_durable_queues``) from the conf a transport is
@@ -24,24 +24,18 @@ created) plays no part.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import uuid
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 import oslo_messaging
 from oslo_config import cfg
 from oslo_messaging import opts as om_opts
-from oslo_messaging.notify import dispatcher as om_dispatcher
-from oslo_messaging.notify import listener as om_listener
 from oslo_utils import timeutils
 
 from rescue_flow import exceptions
-from rescue_flow.scheduler import KeyedScheduler
-
-LOG = logging.getLogger(__name__)
 
 HANDLED = oslo_messaging.NotificationResult.HANDLED
 REQUEUE = oslo_messaging.NotificationResult.REQUEUE
@@ -206,127 +200,3 @@ class Publisher:
         self.transport._send_notification(target, dict(context or {}), message,
                                           version=2.0, retry=retry)
         return message["message_id"]
-
-
-Handler = Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
-KeyOf = Callable[[Mapping[str, Any]], Hashable | None]
-
-
-class OrderedListener(om_listener.NotificationServer):
-    """A notification listener whose messages run in arrival order per key.
-
-    oslo.messaging calls ``_on_incoming`` from its single polling thread, in
-    the order the broker delivered the messages; instead of its thread pool,
-    the messages go to a :class:`KeyedScheduler` under ``key_of(message)``.
-    ``handler(context, message)`` gets the whole notification (message_id,
-    publisher_id, event_type, priority, payload, timestamp) and returns
-    HANDLED (ack) or REQUEUE; an exception counts as REQUEUE. Every message in
-    our queues goes to the handler whatever its priority field says: the
-    stock dispatcher would ack one with an unknown priority unseen.
-
-    The message stays unacknowledged until the handler returns. ``stop``
-    takes no new message and requeues those that have not started; ``wait``
-    lets running handlers finish.
-    """
-
-    def __init__(self, transport: Any, targets: list[Any], handler: Handler,
-                 key_of: KeyOf, max_workers: int, pool: str | None = None,
-                 name: str = "listener") -> None:
-        # The dispatcher only tells the driver which priorities to bind (info).
-        dispatcher = om_dispatcher.NotificationDispatcher([_InfoOnly()], None)
-        super().__init__(transport, targets, dispatcher, allow_requeue=True, pool=pool)
-        self._handler = handler
-        self._key_of = key_of
-        self._max_workers = max_workers
-        self._name = name
-        self._scheduler: KeyedScheduler | None = None
-
-    def _create_listener(self) -> Any:
-        # Called by start(). oslo's own thread pool stays idle (its threads
-        # are made on first use, and nothing is submitted to it).
-        self._scheduler = KeyedScheduler(self._max_workers, name=self._name)
-        return _SchedulerStopper(super()._create_listener(), self._scheduler)
-
-    def _on_incoming(self, incoming: list[Any]) -> None:
-        message = incoming[0]
-        try:
-            key = self._key_of(message.message)
-        except Exception:  # a malformed message still needs its handler
-            key = None
-        if self._scheduler is None or not self._scheduler.submit(
-                key, self._process_incoming, incoming):
-            message.requeue()  # stopping: leave it to the next consumer
-
-    def _process_incoming(self, incoming: list[Any]) -> None:
-        message = incoming[0]
-        try:
-            result = self._handler(message.ctxt or {}, message.message)
-        except Exception:
-            LOG.exception("Unexpected error while handling a message; requeueing it")
-            result = REQUEUE
-        try:
-            if result == REQUEUE:
-                message.requeue()
-            else:
-                _acknowledge(message)
-        except Exception:
-            LOG.exception("Could not acknowledge or requeue a message")
-
-    def running_and_waiting(self) -> tuple[int, int]:
-        return self._scheduler.counts() if self._scheduler else (0, 0)
-
-
-def _acknowledge(message: Any) -> None:
-    """Ack as the rabbit driver does, minus its duplicate cache.
-
-    The driver remembers the ids of the last 16 messages acked and drops any
-    redelivery of them *without acking it*. After a broker restart, a copy
-    whose first ack was lost on the dead connection then stays unacknowledged
-    until the worker disconnects, and comes back at its next start, possibly
-    behind later requests for the same instance (an old unrescue replayed
-    after a newer rescue). Our handlers recognize a duplicate themselves and
-    ack it; so the ack goes through the driver's own queue of operations
-    (kombu is not thread-safe), without the cache.
-    """
-    operations = getattr(message, "_message_operations_handler", None)
-    raw = getattr(message, "message", None)
-    if operations is None or not callable(getattr(raw, "acknowledge", None)):
-        message.acknowledge()
-        return
-
-    def ack() -> None:
-        try:
-            raw.acknowledge()
-        except Exception as exc:  # the connection is gone: it will come again
-            LOG.warning("Could not acknowledge a message; it will be redelivered: %s", exc)
-
-    operations.do(ack)
-
-
-class _SchedulerStopper:
-    """Wraps the driver's listener so that the server's own stop() and
-    wait() (ordered tasks we must not override) also stop the scheduler."""
-
-    def __init__(self, listener: Any, scheduler: KeyedScheduler) -> None:
-        self._listener = listener
-        self._scheduler = scheduler
-
-    def start(self, on_incoming: Callable[[Any], None]) -> None:
-        self._listener.start(on_incoming)
-
-    def stop(self) -> None:
-        # Once the driver's listener has stopped, its polling thread has
-        # handed over every message it consumed; those not started go back.
-        self._listener.stop()
-        for job in self._scheduler.shutdown(wait=False):
-            job.args[0][0].requeue()
-
-    def cleanup(self) -> None:
-        self._scheduler.join()  # running handlers finish, and ack, first
-        self._listener.cleanup()
-
-
-class _InfoOnly:
-    def info(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
-             metadata: Any) -> None:  # pragma: no cover - never dispatched
-        raise AssertionError("OrderedListener calls its handler directly")

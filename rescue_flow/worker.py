@@ -20,7 +20,7 @@ from typing import Any
 
 import oslo_messaging
 
-from rescue_flow import exceptions, hyperv, listener, messaging, protocol
+from rescue_flow import consumer, exceptions, hyperv, listener, messaging, protocol
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.runner import FlowRunner
 
@@ -134,7 +134,7 @@ class Worker:
         target = oslo_messaging.Target(
             exchange=conf.worker.exchange,
             topic=protocol.request_topic(conf.worker.requests_topic, self.host))
-        self.requests = messaging.OrderedListener(
+        self.requests = consumer.OrderedListener(
             self.transport, [target], self.handler, protocol.instance_key,
             max_workers=conf.worker.max_concurrent_flows, name="flow")
         self.nova_transport = None

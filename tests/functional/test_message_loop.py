@@ -27,7 +27,7 @@ from msgkit import (
     versioned_event,
 )
 
-from rescue_flow import cli, demo, messaging
+from rescue_flow import cli, consumer, demo, messaging
 from rescue_flow.client import Client
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.requests import Request
@@ -161,7 +161,7 @@ def test_the_listener_hands_over_one_instances_messages_one_at_a_time_in_arrival
         return messaging.HANDLED
 
     target = oslo_messaging.Target(exchange=conf.worker.exchange, topic="ordered")
-    listener = messaging.OrderedListener(
+    listener = consumer.OrderedListener(
         transport, [target], handler, lambda m: m["payload"]["key"], max_workers=4)
     listener.start()
     publisher = messaging.Publisher(transport, conf.worker.exchange, "test")
@@ -182,12 +182,12 @@ def test_the_listener_hands_over_one_instances_messages_one_at_a_time_in_arrival
 
 def test_acks_skip_the_drivers_duplicate_cache(conf) -> None:
     # The rabbit driver would drop a redelivery of a message in that cache
-    # without acking it; _acknowledge relies on the driver internals below,
+    # without acking it; _Settlements relies on the driver internals below,
     # so an oslo.messaging upgrade that moves them fails here, not silently.
     transport = messaging.rescue_transport(conf)
     taken: list[Any] = []
 
-    class Capturing(messaging.OrderedListener):
+    class Capturing(consumer.OrderedListener):
         def _process_incoming(self, incoming: list[Any]) -> None:
             taken.append(incoming[0])
             super()._process_incoming(incoming)
