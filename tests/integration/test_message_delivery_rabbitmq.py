@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -231,6 +232,47 @@ def test_client_wait_on_rabbitmq_exits_0_on_success_and_1_with_the_reason(
     assert "CopyNetworkIdentity: FAILURE" in failed.stdout
     assert "CopyNetworkIdentity failed: create_nic failed" in failed.stdout
     assert "reverted: CopyNetworkIdentity" in failed.stdout
+
+
+def test_sigterm_lets_the_running_flow_finish_and_leaves_queued_requests_queued(
+        site, rabbit_amqp_url, tmp_path) -> None:
+    conf = site("hv-int-sigterm")
+    sim, (gen1, gen2) = seed_host(conf)
+    sim.set_latency("create_vm", 1.0)  # time to signal while the flow runs
+    path = tmp_path / "worker.conf"
+    path.write_text(
+        f"[DEFAULT]\ntransport_url = {conf.transport_url}\nhost = {conf.host}\n"
+        f"state_path = {conf.state_path}\n"
+        f"[hyperv]\ndriver = simulated\ninstances_path = {conf.hyperv.instances_path}\n"
+        f"[worker]\nexchange = {conf.worker.exchange}\n"
+        f"requests_topic = {conf.worker.requests_topic}\n"
+        f"results_topic = {conf.worker.results_topic}\nmax_concurrent_flows = 1\n"
+        f"notify_steps = true\n[nova]\nenabled = false\n")
+    with ResultLog(conf) as results:
+        worker = subprocess.Popen(
+            [sys.executable, "-W", "ignore", "-m", "rescue_flow.cli", "--config-file",
+             str(path), "worker"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            client = Client(conf)
+            try:
+                client.send(Request("rescue", gen1, "runs", host=conf.host))
+                client.send(Request("rescue", gen2, "waits", host=conf.host))
+            finally:
+                client.close()
+            results.wait_for(lambda log: any(
+                m["payload"].get("step") == "CreateRescueVM" for m in log.messages), TIMEOUT)
+            worker.send_signal(signal.SIGTERM)
+            out, _ = worker.communicate(timeout=TIMEOUT)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+        assert worker.returncode == 0, out
+        assert results.result_for("runs", TIMEOUT)["payload"]["outcome"] == "success"
+    assert queue_depth(rabbit_amqp_url,
+                       f"{conf.worker.requests_topic}.{conf.host}.info") == 1, out
+    with ResultLog(conf) as results:
+        site.start(conf)
+        assert results.result_for("waits", TIMEOUT)["payload"]["outcome"] == "success"
 
 
 # -- helpers ---------------------------------------------------------------------
