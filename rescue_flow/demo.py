@@ -46,7 +46,7 @@ FAULT = ("attach_drive", 1)
 
 def load_sample(name: str) -> dict[str, Any]:
     """One of Nova's resolved notification samples shipped with the package."""
-    text = resources.files("rescue_flow").joinpath("samples", name).read_text("utf-8")
+    text = resources.files("rescue_flow").joinpath("samples").joinpath(name).read_text("utf-8")
     return json.loads(text)
 
 
@@ -68,7 +68,7 @@ def versioned_event(sample: str, instance_uuid: str, host: str,
 def legacy_event(action: str, instance_uuid: str, host: str,
                  image_id: str) -> tuple[str, dict[str, Any], str]:
     """A legacy (unversioned) notification, as nova-compute sends it."""
-    payload = {
+    payload: dict[str, Any] = {
         "tenant_id": "6f70656e737461636b20342065766572", "user_id": "fake",
         "instance_id": instance_uuid, "display_name": "some-server", "host": host,
         "node": host, "state": "active" if action == "rescue" else "rescued",

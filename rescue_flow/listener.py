@@ -130,5 +130,5 @@ def build_intake(conf: Any, transport: Any, router: protocol.Router,
                          max_attempts=conf.worker.max_delivery_attempts,
                          hosts=conf.nova.hosts)
     return consumer.OrderedListener(transport, targets, handler, nova_key,
-                                     max_workers=INTAKE_THREADS, pool=conf.nova.pool,
-                                     name="intake")
+                                    max_workers=INTAKE_THREADS, pool=conf.nova.pool,
+                                    name="intake")

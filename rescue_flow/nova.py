@@ -95,8 +95,9 @@ def _versioned_fields(event_type: str, payload: dict[str, Any],
     if not isinstance(data, dict):
         raise InvalidNotification(f"{event_type}: payload has no nova_object.data object")
     instance_uuid = _required(event_type, data, "uuid")
-    fields = {"instance_uuid": requests.canonical_uuid(instance_uuid, "instance uuid"),
-              "host": check_host_name(_required(event_type, data, "host"))}
+    fields: dict[str, Any] = {
+        "instance_uuid": requests.canonical_uuid(instance_uuid, "instance uuid"),
+        "host": check_host_name(_required(event_type, data, "host"))}
     if action == requests.RESCUE:
         fields["image_id"] = (_image(data.get("rescue_image_ref"), "rescue_image_ref")
                               or _image(data.get("image_uuid"), "image_uuid"))
@@ -120,7 +121,9 @@ def _legacy_fields(event_type: str, payload: dict[str, Any], action: str) -> dic
         fields["image_id"] = (_image((url or "").rpartition("/")[2] or None,
                                      "image_ref_url")
                               or _image(image_meta.get("base_image_ref"), "base_image_ref"))
-        fields["image_generation"] = _MACHINE_TYPES.get(image_meta.get("hw_machine_type"))
+        machine_type = image_meta.get("hw_machine_type")
+        fields["image_generation"] = (_MACHINE_TYPES.get(machine_type)
+                                      if isinstance(machine_type, str) else None)
     return fields
 
 

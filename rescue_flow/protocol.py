@@ -116,12 +116,13 @@ class Results:
     def invalid(self, reason: str, host: str, action: str | None = None,
                 request_id: Any = None, instance_uuid: Any = None) -> None:
         """An error for input that never became a request."""
-        payload = Result(
+        # A Result's shape, with what could be read of the input (or None).
+        payload = dict(
+            Result("", "", "", host, Outcome.REFUSED,
+                   reason=f"invalid request: {reason}").to_dict(),
             request_id=request_id if isinstance(request_id, str) else None,
             action=action if action in requests.ACTIONS else None,
-            instance_uuid=instance_uuid if isinstance(instance_uuid, str) else None,
-            host=host, outcome=Outcome.REFUSED, reason=f"invalid request: {reason}",
-        ).to_dict()
+            instance_uuid=instance_uuid if isinstance(instance_uuid, str) else None)
         self.publisher.send(self.topic, result_event_type(payload["action"], False),
                             payload, priority="error")
 
