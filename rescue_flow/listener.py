@@ -47,6 +47,21 @@ Failures, in the intake and in the worker alike:
 Ordering: oslo.messaging's own executor runs handlers on a pool of threads
 that may overtake one another; :class:`rescue_flow.consumer.OrderedListener`
 instead queues messages per instance, in the order the broker delivered them.
+A requeued message comes back behind those already delivered, so a retry
+may run after a later request for the same instance.
+
+Holding messages unacknowledged: with the default unbounded prefetch
+(``[oslo_messaging_rabbit] rabbit_qos_prefetch_count = 0``) a worker takes
+every request of its queue at once and holds them until each has run.
+RabbitMQ closes a channel that holds a delivery longer than its
+``consumer_timeout`` (30 minutes by default); the worker then reconnects and
+the requests come again (duplicates are skipped). A long backlog on one host
+wants a prefetch count of a few times ``[worker] max_concurrent_flows``.
+
+Two habits of the rabbit driver are worked around in
+:class:`rescue_flow.consumer._Settlements`: it drops, without acking, a
+redelivery of any of the last 16 messages it acked, and it closes the
+connection without sending the acks still queued at shutdown.
 """
 
 from __future__ import annotations
