@@ -40,3 +40,9 @@ genconfig: $(STAMP)
 
 bench: $(STAMP)
 	@echo "make bench: no benchmarks yet (placeholder target; bench/ will hold them)"
+
+# docs/config-reference.md is generated from rescue_flow.config.list_opts();
+# tests/unit/test_docs.py fails when it is stale.
+.PHONY: docs
+docs: $(STAMP)
+	$(BIN)/python tools/gen-config-reference.py docs/config-reference.md
