@@ -1,18 +1,30 @@
-"""The worker: takes this host's requests, runs their flows, reports results.
+"""The worker: records this host's requests, runs their flows, reports results.
 
-One listener on ``<[worker] requests_topic>.<[DEFAULT] host>`` hands each
-request to a :class:`RequestHandler`, in arrival order per instance, up to
-``[worker] max_concurrent_flows`` instances at once. The message is
-acknowledged only when the handler returns, after the flow and its result
-notification: a crash or a broker restart before that means redelivery (see
-:mod:`rescue_flow.listener` for the whole delivery story). The worker also
-runs the intake on Nova's exchange unless ``[nova] enabled`` is false.
+Delivery, from the worker's side (see :mod:`rescue_flow.listener` for the
+intake on Nova's exchange):
+
+1. One listener on ``<[worker] requests_topic>.<[DEFAULT] host>`` hands each
+   message to :class:`RequestIntake`, one at a time per instance in arrival
+   order. The intake records the request in the history (a fsynced insert)
+   and only then lets the message be acknowledged. A request id recorded
+   before is not run again; if it finished, its result is sent again (the
+   first notification may never have gone out).
+2. :class:`FlowQueue` runs recorded requests, in arrival order per instance
+   and up to ``[worker] max_concurrent_flows`` instances at once, from the
+   history: a flow's steps are persisted as it goes.
+3. At start, before taking new messages, the worker queues every request of
+   this host that was recorded and never finished (interrupted by a crash,
+   or never started before a stop): they resume where they stopped. A
+   graceful stop lets running flows finish and leaves the rest recorded.
+4. Finished requests older than ``[persistence] history_days`` are purged at
+   start and once a day.
 
 No fork and no signal-driven thread tricks, so it runs on Windows as well.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 from collections.abc import Mapping
@@ -22,26 +34,100 @@ import oslo_messaging
 
 from rescue_flow import consumer, exceptions, hyperv, listener, messaging, protocol
 from rescue_flow.outcome import Outcome, Result
+from rescue_flow.persistence.history import History, RequestRecord
+from rescue_flow.requests import Request
 from rescue_flow.runner import FlowRunner
+from rescue_flow.scheduler import KeyedScheduler
 
 LOG = logging.getLogger(__name__)
 
+PURGE_INTERVAL = 24 * 3600.0
 
-class RequestHandler:
-    """Runs one request from this host's queue, once, and notifies its result."""
 
-    def __init__(self, runner: Any, results: protocol.Results, host: str,
-                 max_attempts: int, remembered: int = 10000,
+class FlowQueue:
+    """Runs recorded requests: per instance in order, a bounded number at once."""
+
+    def __init__(self, runner: Any, results: protocol.Results, max_workers: int,
                  notify_steps: bool = False) -> None:
         self.runner = runner
+        self.results = results
         self.notify_steps = notify_steps
+        self.scheduler = KeyedScheduler(max_workers, name="flow")
+        self.stats = {"ran": 0, "resumed": 0, "crashed": 0}
+        self._lock = threading.Lock()
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.stats[name] += 1
+
+    def submit(self, request: Request, progress: bool = False) -> None:
+        self.scheduler.submit(request.instance_uuid, self._run, request, progress)
+
+    def resume(self, record: RequestRecord) -> None:
+        self.scheduler.submit(record.request.instance_uuid, self._resume, record)
+
+    def _run(self, request: Request, progress: bool) -> None:
+        on_step = ((lambda event: self.results.step(request, event))
+                   if progress or self.notify_steps else None)
+        LOG.info("Running %s of instance %s (request %s)", request.action,
+                 request.instance_uuid, request.request_id)
+        self._settle(request, lambda: self.runner.execute(request, on_step=on_step), "ran")
+
+    def _resume(self, record: RequestRecord) -> None:
+        self._settle(record.request, lambda: self.runner.resume(record), "resumed")
+
+    def _settle(self, request: Request, run: Any, counter: str) -> None:
+        try:
+            result = run()
+        except Exception:
+            # Not a flow failure (those are results): the database or the
+            # state folder failed us. The request stays recorded, unfinished,
+            # and resumes at the next start.
+            self._count("crashed")
+            LOG.exception("Request %s stopped short; it resumes when the worker "
+                          "starts again", request.request_id)
+            return
+        self._count(counter)
+        notify(self.results, result)
+
+    def running_and_waiting(self) -> tuple[int, int]:
+        return self.scheduler.counts()
+
+    def stop(self) -> None:
+        """Start no new flow; the ones not started stay recorded for the next start."""
+        left = self.scheduler.shutdown(wait=False)
+        if left:
+            LOG.info("%d recorded request(s) not started; they run at the next start",
+                     len(left))
+
+    def wait(self) -> None:
+        self.scheduler.join()
+
+
+def notify(results: protocol.Results, result: Result) -> None:
+    log = LOG.info if result.outcome.ok else LOG.warning
+    log("Request %s: %s of %s %s%s", result.request_id, result.action,
+        result.instance_uuid, result.outcome.value,
+        f": {result.reason}" if result.reason else "")
+    try:
+        results.result(result)
+    except Exception:
+        # The result is in the history; a redelivery or 'status' shows it.
+        LOG.exception("Could not send the result of request %s", result.request_id)
+
+
+class RequestIntake:
+    """Records each request from this host's queue, then lets its message go."""
+
+    def __init__(self, history: History, flows: FlowQueue, results: protocol.Results,
+                 host: str, max_attempts: int, remembered: int = 10000) -> None:
+        self.history = history
+        self.flows = flows
         self.results = results
         self.host = host
         self.max_attempts = max_attempts
-        # request id -> [Result, notified]; a later issue makes this durable.
-        self.finished = protocol.BoundedRecord(remembered)
         self._attempts = protocol.BoundedRecord(max(remembered, 1000))
-        self.stats = {"received": 0, "ran": 0, "duplicates": 0, "invalid": 0,
+        self.stats = {"received": 0, "accepted": 0, "duplicates": 0, "invalid": 0,
                       "requeued": 0, "gave_up": 0}
         self._stats_lock = threading.Lock()
 
@@ -53,57 +139,42 @@ class RequestHandler:
         self._count("received")
         key = str(message.get("message_id"))
         outcome = protocol.bounded_attempts(
-            self._attempts, key, self.max_attempts, lambda: self._handle(message),
+            self._attempts, key, self.max_attempts, lambda: self._accept(message),
             lambda reason: self._give_up(reason, message), what=f"Request message {key}")
         if outcome == messaging.REQUEUE:
             self._count("requeued")
         return outcome
 
-    def _handle(self, message: Mapping[str, Any]) -> Any:
+    def _accept(self, message: Mapping[str, Any]) -> Any:
         try:
             request, progress = protocol.request_from_message(message, self.host)
         except exceptions.InvalidRequest as exc:
             self._count("invalid")
-            payload = message.get("payload")
-            fields = payload if isinstance(payload, dict) else {}
             LOG.warning("Message %s is not a valid request: %s",
                         message.get("message_id"), exc)
+            fields = _payload_fields(message)
             self.results.invalid(str(exc), self.host, action=fields.get("action"),
                                  request_id=fields.get("request_id"),
                                  instance_uuid=fields.get("instance_uuid"))
             return messaging.HANDLED
-        done = self.finished.get(request.request_id)
-        if done is not None:
-            self._count("duplicates")
-            LOG.info("Request %s was already handled; not running it again",
-                     request.request_id)
-            if not done[1]:  # its result never went out
-                self._notify(request.request_id, done[0])
+        new, record = self.history.accept(request)
+        if new:
+            self._count("accepted")
+            self.flows.submit(request, progress)
             return messaging.HANDLED
-        on_step = ((lambda event: self.results.step(request, event))
-                   if progress or self.notify_steps else None)
-        LOG.info("Running %s of instance %s (request %s)", request.action,
-                 request.instance_uuid, request.request_id)
-        result = self.runner.handle(request, on_step=on_step)
-        self._count("ran")
-        self.finished.put(request.request_id, [result, False])
-        self._notify(request.request_id, result)
+        self._count("duplicates")
+        LOG.info("Request %s was recorded before; not running it again",
+                 request.request_id)
+        if record.result is not None:
+            notify(self.results, Result.from_dict(record.result))
         return messaging.HANDLED
-
-    def _notify(self, request_id: str, result: Result) -> None:
-        log = LOG.info if result.outcome.ok else LOG.warning
-        log("Request %s: %s of %s %s%s", request_id, result.action, result.instance_uuid,
-            result.outcome.value, f": {result.reason}" if result.reason else "")
-        self.results.result(result)
-        self.finished.put(request_id, [result, True])
 
     def _give_up(self, reason: str, message: Mapping[str, Any]) -> None:
         self._count("gave_up")
         try:
             request, _ = protocol.request_from_message(message, self.host)
         except exceptions.InvalidRequest:
-            payload = message.get("payload")
-            fields = payload if isinstance(payload, dict) else {}
+            fields = _payload_fields(message)
             self.results.invalid(reason, self.host, action=fields.get("action"),
                                  request_id=fields.get("request_id"),
                                  instance_uuid=fields.get("instance_uuid"))
@@ -114,10 +185,15 @@ class RequestHandler:
             outcome=Outcome.FAILED, reason=reason))
 
 
+def _payload_fields(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    payload = message.get("payload")
+    return payload if isinstance(payload, dict) else {}
+
+
 class Worker:
     """The daemon's parts, started and stopped together."""
 
-    def __init__(self, conf: Any, runner: Any = None) -> None:
+    def __init__(self, conf: Any, runner: Any = None, history: History | None = None) -> None:
         self.conf = conf
         self.host = messaging.check_host_name(conf.host)
         self.transport = messaging.rescue_transport(conf)
@@ -125,50 +201,80 @@ class Worker:
                                         f"rescue-flow:{self.host}")
         self.results = protocol.Results(publisher, conf.worker.results_topic)
         self.router = protocol.Router(publisher, conf.worker.requests_topic)
+        self.history = history or getattr(runner, "history", None) or \
+            History.from_conf(conf)
         if runner is None:
-            runner = FlowRunner.from_conf(conf, hyperv.get_host(conf))
-        self.handler = RequestHandler(runner, self.results, self.host,
-                                      conf.worker.max_delivery_attempts,
-                                      conf.worker.remembered_requests,
-                                      conf.worker.notify_steps)
+            runner = FlowRunner.from_conf(conf, hyperv.get_host(conf), self.history)
+        self.flows = FlowQueue(runner, self.results, conf.worker.max_concurrent_flows,
+                               conf.worker.notify_steps)
+        self.handler = RequestIntake(self.history, self.flows, self.results,
+                                             self.host, conf.worker.max_delivery_attempts,
+                                             conf.worker.remembered_requests)
         target = oslo_messaging.Target(
             exchange=conf.worker.exchange,
             topic=protocol.request_topic(conf.worker.requests_topic, self.host))
+        # Recording is quick; the flows run in self.flows, not in these threads.
         self.requests = consumer.OrderedListener(
             self.transport, [target], self.handler, protocol.instance_key,
-            max_workers=conf.worker.max_concurrent_flows, name="flow")
+            max_workers=conf.worker.max_concurrent_flows, name="intake")
         self.nova_transport = None
         self.intake = None
         if conf.nova.enabled:
             self.nova_transport = messaging.nova_transport(conf)
             self.intake = listener.build_intake(conf, self.nova_transport, self.router,
                                                 self.results)
+        self._stopping = threading.Event()
+        self._purger = threading.Thread(target=self._purge_daily, name="purge",
+                                        daemon=True)
 
     def start(self) -> None:
+        self.purge()
+        unfinished = self.history.unfinished()
+        for record in unfinished:
+            self.flows.resume(record)
         self.requests.start()
         if self.intake is not None:
             self.intake.start()
-        LOG.info("Worker for host %s started: %d flows at once%s", self.host,
-                 self.conf.worker.max_concurrent_flows,
-                 f", taking Nova's events from pool {self.conf.nova.pool}"
+        self._purger.start()
+        LOG.info("Worker for host %s started: %d flows at once, %d request(s) to "
+                 "resume%s", self.host, self.conf.worker.max_concurrent_flows,
+                 len(unfinished), f", taking Nova's events from pool {self.conf.nova.pool}"
                  if self.intake else "")
 
+    def purge(self) -> int:
+        days = self.conf.persistence.history_days
+        try:
+            purged = self.history.purge(datetime.timedelta(days=days))
+        except Exception:
+            LOG.exception("Could not purge the history; will try again later")
+            return 0
+        if purged:
+            LOG.info("Purged %d finished request(s) older than %d days", purged, days)
+        return purged
+
+    def _purge_daily(self) -> None:
+        while not self._stopping.wait(PURGE_INTERVAL):
+            self.purge()
+
     def stop(self) -> None:
-        """Take no new message; requests not started go back to their queue."""
+        """Take no new message; recorded requests not started wait for the next start."""
+        self._stopping.set()
         if self.intake is not None:
             self.intake.stop()
         self.requests.stop()
+        self.flows.stop()
 
     def wait(self) -> None:
         """Wait for running flows to finish, then close the connections."""
         if self.intake is not None:
             self.intake.wait()
         self.requests.wait()
+        self.flows.wait()
         self.transport.cleanup()
         if self.nova_transport is not None:
             self.nova_transport.cleanup()
+        self.history.close()
         LOG.info("Worker for host %s stopped", self.host)
 
     def running_and_waiting(self) -> tuple[int, int]:
-        return self.requests.running_and_waiting()
-
+        return self.flows.running_and_waiting()

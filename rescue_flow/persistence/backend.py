@@ -12,6 +12,7 @@ and only the acceptance of a request pays for an fsync (see ``history``).
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -31,10 +32,14 @@ def create_engine(url: str) -> sa.engine.Engine:
     """An engine with a real pool; SQLite gets WAL and a generous busy timeout."""
     if not is_sqlite(url):
         return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600)
-    if sa.engine.make_url(url).database in (None, "", ":memory:"):
+    database = sa.engine.make_url(url).database
+    if database in (None, "", ":memory:"):
         engine = sa.create_engine(url, poolclass=sa_pool.StaticPool,
                                   connect_args={"check_same_thread": False})
     else:
+        # A fresh host has no state folder yet; SQLite would only say it
+        # is "unable to open database file".
+        os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
         engine = sa.create_engine(url, poolclass=sa_pool.QueuePool, pool_size=8,
                                   max_overflow=32,
                                   connect_args={"check_same_thread": False,

@@ -37,6 +37,19 @@ _atomdetails = sa.table("atomdetails", sa.column("uuid"), sa.column("parent_uuid
 _LAST = datetime.datetime.max
 
 
+def _started(book: models.LogBook) -> list[models.FlowDetail]:
+    """The book's flows that began to run, in the order they were created.
+
+    A process killed while TaskFlow was still setting a flow up (before its
+    first step) leaves a flow detail that never ran, possibly with its
+    inputs half-saved. Nothing on the host happened for it: it is ignored,
+    and the request starts a fresh flow.
+    """
+    details = sorted(book, key=lambda detail: detail.meta.get("sequence", 0))
+    return [detail for detail in details
+            if detail.state not in (None, tf_states.PENDING)]
+
+
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
@@ -146,8 +159,7 @@ class History:
             return None
         with contextlib.closing(self.backend.get_connection()) as connection:
             book = connection.get_logbook(record.book_uuid)
-        details = sorted(book, key=lambda detail: detail.meta.get("sequence", 0))
-        for detail in details:
+        for detail in _started(book):
             if detail.state not in FINISHED_FLOW_STATES:
                 return book, detail
         return None
@@ -181,7 +193,7 @@ class History:
             return []
         with contextlib.closing(self.backend.get_connection()) as connection:
             book = connection.get_logbook(record.book_uuid)
-        details = sorted(book, key=lambda detail: detail.meta.get("sequence", 0))
+        details = _started(book)
         created = self._atoms_created([detail.uuid for detail in details])
         return [(detail.name, atom.name, atom.state)
                 for detail in details

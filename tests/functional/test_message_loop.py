@@ -30,6 +30,7 @@ from msgkit import (
 from rescue_flow import cli, consumer, demo, messaging
 from rescue_flow.client import Client
 from rescue_flow.outcome import Outcome, Result
+from rescue_flow.persistence.history import History
 from rescue_flow.requests import Request
 from rescue_flow.worker import Worker
 
@@ -128,7 +129,7 @@ def test_one_nova_action_sent_in_both_formats_runs_once(conf, results, running) 
         legacy.info(nova_context(nova_request), legacy_type, legacy_payload)
         results.wait_results(1)
         results.wait_for(lambda _: worker.handler.stats["duplicates"] == 1)
-    assert worker.handler.stats["ran"] == 1
+    assert worker.flows.stats["ran"] == 1
     assert len(results.results()) == 1
 
 
@@ -226,7 +227,7 @@ class GatedRunner:
         self.peak = 0
         self.lock = threading.Lock()
 
-    def handle(self, request: Request, on_step: Any = None) -> Result:
+    def execute(self, request: Request, on_step: Any = None) -> Result:
         with self.lock:
             self.running += 1
             self.peak = max(self.peak, self.running)
@@ -276,31 +277,43 @@ def test_bad_requests_get_error_notifications_and_the_listener_stays_up(
     assert worker.handler.stats["requeued"] == 0
 
 
-class FailingRunner:
-    def __init__(self) -> None:
-        self.calls = 0
+class UnwritableHistory:
+    """A history whose database refuses every write (a full or locked disk)."""
 
-    def handle(self, request: Request, on_step: Any = None) -> Result:
-        self.calls += 1
-        raise RuntimeError("the host's state file is unreadable")
+    def accept(self, request: Request) -> Any:
+        raise RuntimeError("database or disk is full")
+
+    def unfinished(self) -> list[Any]:
+        return []
+
+    def purge(self, older_than: Any) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
 
 
-def test_a_request_that_keeps_failing_is_retried_a_bounded_number_of_times(
-        tmp_path, unique_name, running) -> None:
+def test_a_request_that_cannot_be_recorded_is_retried_a_bounded_number_of_times(
+        tmp_path, unique_name) -> None:
     conf = make_conf(str(tmp_path), HOST, MEMORY, unique_name,
                      worker={"max_delivery_attempts": 4})
-    runner = FailingRunner()
-    worker = running(runner, conf)
-    with ResultLog(conf) as results:
-        _send(conf, Request("rescue", "00000000-0000-4000-8000-000000000001", "doomed",
-                            host=HOST))
-        error = results.result_for("doomed")
-        assert error["event_type"] == "rescue_flow.rescue.error"
-        assert error["payload"]["reason"].startswith("gave up after 4 attempts")
-    # Acked after the fourth delivery: it never comes back.
-    assert runner.calls == 4
-    assert worker.handler.stats["received"] == 4
-    assert worker.running_and_waiting() == (0, 0)
+    seed_host(conf)
+    worker = Worker(conf, history=UnwritableHistory())  # type: ignore[arg-type]
+    worker.start()
+    try:
+        with ResultLog(conf) as results:
+            _send(conf, Request("rescue", "00000000-0000-4000-8000-000000000001", "doomed",
+                                host=HOST))
+            error = results.result_for("doomed")
+            assert error["event_type"] == "rescue_flow.rescue.error"
+            assert error["payload"]["reason"].startswith("gave up after 4 attempts")
+        # Acked after the fourth delivery: it never comes back.
+        assert worker.handler.stats["received"] == 4
+        assert worker.handler.stats["gave_up"] == 1
+        assert worker.flows.stats["ran"] == 0
+    finally:
+        worker.stop()
+        worker.wait()
 
 
 def test_client_wait_shows_the_steps_and_exits_0_on_success(
@@ -343,30 +356,35 @@ def test_client_refuses_an_instance_id_that_is_not_a_uuid(conf, tmp_path, capsys
     assert "not a UUID" in capsys.readouterr().err
 
 
-def test_requests_not_started_when_a_worker_stops_go_to_the_next_worker(
+def test_requests_recorded_but_not_started_when_a_worker_stops_run_at_its_next_start(
         conf, results) -> None:
     seed_host(conf)
     gate = threading.Event()
     started = threading.Event()
+    history = History.from_conf(conf)
 
     class Blocking:
-        def handle(self, request: Request, on_step: Any = None) -> Result:
+        def execute(self, request: Request, on_step: Any = None) -> Result:
             started.set()
             assert gate.wait(TIMEOUT)
-            return Result(request.request_id, request.action, request.instance_uuid, HOST,
-                          Outcome.SUCCESS)
+            result = Result(request.request_id, request.action, request.instance_uuid,
+                            HOST, Outcome.SUCCESS)
+            history.finish(result)
+            return result
 
     conf.set_override("max_concurrent_flows", 1, group="worker")
-    first = Worker(conf, runner=Blocking())
+    first = Worker(conf, runner=Blocking(), history=history)
     first.start()
     ids = [f"stop-{i}" for i in range(4)]
     _send(conf, *(Request("unrescue", f"00000000-0000-4000-8000-00000000000{i}", rid,
                           host=HOST) for i, rid in enumerate(ids)))
     assert started.wait(TIMEOUT)
-    first.stop()  # one flow runs; the other three go back to the queue
+    _wait_until(lambda: first.handler.stats["accepted"] == 4)
+    first.stop()  # one flow runs; the other three stay recorded
     gate.set()
     first.wait()
-    assert first.handler.stats["ran"] == 1
+    assert first.flows.stats["ran"] == 1
+    assert len(History.from_conf(conf).unfinished()) == 3
     second = Worker(conf)
     second.start()
     try:
@@ -375,7 +393,8 @@ def test_requests_not_started_when_a_worker_stops_go_to_the_next_worker(
         second.stop()
         second.wait()
     assert sorted(r["payload"]["request_id"] for r in done) == ids
-    assert second.handler.stats["ran"] == 3
+    assert second.flows.stats["resumed"] == 3
+    assert second.handler.stats["received"] == 0  # nothing came back from the queue
 
 
 def test_the_demo_passes_every_check(capsys) -> None:

@@ -39,6 +39,7 @@ from msgkit import (
 )
 
 from rescue_flow.client import Client
+from rescue_flow.persistence.history import History
 from rescue_flow.requests import Request
 from rescue_flow.worker import Worker
 
@@ -136,7 +137,7 @@ def test_two_hosts_each_request_is_handled_once_by_its_own_host(site) -> None:
         assert by_request[request_id]["publisher_id"] == f"rescue-flow:{host}"
         assert by_request[request_id]["payload"]["outcome"] == "success"
     for host, worker in workers.items():
-        assert worker.handler.stats["ran"] == len(instances[host])
+        assert worker.flows.stats["ran"] == len(instances[host])
         assert worker.handler.stats["duplicates"] == 0
     assert {r["payload"]["host"] for r in done} == set(instances)
 
@@ -163,11 +164,12 @@ class CountingRunner:
 
     def __init__(self, runner: Any) -> None:
         self.runner = runner
+        self.history = runner.history
         self.runs: dict[str, int] = {}
 
-    def handle(self, request: Request, on_step: Any = None) -> Any:
+    def execute(self, request: Request, on_step: Any = None) -> Any:
         self.runs[request.request_id] = self.runs.get(request.request_id, 0) + 1
-        return self.runner.handle(request, on_step=on_step)
+        return self.runner.execute(request, on_step=on_step)
 
 
 def test_a_broker_restart_during_many_requests_loses_none_and_runs_none_twice(
@@ -177,9 +179,8 @@ def test_a_broker_restart_during_many_requests_loses_none_and_runs_none_twice(
     sim, uuids = seed_host(conf, vms=8)
     sim.set_latency("create_vm", 0.15)
     sim.set_latency("soft_shutdown_vm", 0.1)
-    from rescue_flow import hyperv
     from rescue_flow.runner import FlowRunner
-    runner = CountingRunner(FlowRunner.from_conf(conf, hyperv.get_host(conf)))
+    runner = CountingRunner(FlowRunner.durable(conf))
     worker = site.start(conf, runner)
     sent = []
     client = Client(conf)
@@ -191,14 +192,14 @@ def test_a_broker_restart_during_many_requests_loses_none_and_runs_none_twice(
                 sent.append(request_id)
     finally:
         client.close()
-    _wait_until(lambda: worker.handler.stats["ran"] >= 4, "a few flows before the restart")
-    assert worker.handler.stats["ran"] < len(sent) - 8, "too fast to restart in the middle"
+    _wait_until(lambda: worker.flows.stats["ran"] >= 4, "a few flows before the restart")
+    assert worker.flows.stats["ran"] < len(sent) - 8, "too fast to restart in the middle"
     disrupt()
-    _wait_until(lambda: all(_notified(worker, rid) for rid in sent),
+    _wait_until(lambda: all(_finished(worker, rid) for rid in sent),
                 f"every request finished after the broker {how}", timeout=90)
     assert {rid: runner.runs.get(rid) for rid in sent} == dict.fromkeys(sent, 1)
-    # The broker did give back what was in flight: those copies were skipped.
-    assert worker.handler.stats["duplicates"] > 0
+    # A copy the broker gave back after the restart (if any) was recorded
+    # already and skipped, not run: runs above are all 1.
     # Every copy the broker gave back was acknowledged: stopping the worker
     # returns nothing to the queue that a restarted worker would replay.
     worker.stop()
@@ -234,7 +235,7 @@ def test_client_wait_on_rabbitmq_exits_0_on_success_and_1_with_the_reason(
     assert "reverted: CopyNetworkIdentity" in failed.stdout
 
 
-def test_sigterm_lets_the_running_flow_finish_and_leaves_queued_requests_queued(
+def test_sigterm_lets_the_running_flow_finish_and_the_next_start_runs_the_recorded_rest(
         site, rabbit_amqp_url, tmp_path) -> None:
     conf = site("hv-int-sigterm")
     sim, (gen1, gen2) = seed_host(conf)
@@ -268,11 +269,64 @@ def test_sigterm_lets_the_running_flow_finish_and_leaves_queued_requests_queued(
                 worker.kill()
         assert worker.returncode == 0, out
         assert results.result_for("runs", TIMEOUT)["payload"]["outcome"] == "success"
+    # The waiting request was recorded, and so acknowledged: it is not in the
+    # queue but in the history, unfinished, and the next start runs it.
     assert queue_depth(rabbit_amqp_url,
-                       f"{conf.worker.requests_topic}.{conf.host}.info") == 1, out
+                       f"{conf.worker.requests_topic}.{conf.host}.info") == 0, out
+    assert [r.request.request_id for r in History.from_conf(conf).unfinished()] == [
+        "waits"], out
     with ResultLog(conf) as results:
         site.start(conf)
         assert results.result_for("waits", TIMEOUT)["payload"]["outcome"] == "success"
+
+
+def test_a_worker_killed_with_flows_in_flight_finishes_them_all_once_after_a_restart(
+        site, tmp_path) -> None:
+    conf = site("hv-int-sigkill", nova={"enabled": False})
+    sim, uuids = seed_host(conf, vms=6)
+    sim.set_latency("create_vm", 0.3)  # flows in flight when the kill comes
+    path = tmp_path / "worker.conf"
+    path.write_text(
+        f"[DEFAULT]\ntransport_url = {conf.transport_url}\nhost = {conf.host}\n"
+        f"state_path = {conf.state_path}\n"
+        f"[hyperv]\ndriver = simulated\ninstances_path = {conf.hyperv.instances_path}\n"
+        f"[worker]\nexchange = {conf.worker.exchange}\n"
+        f"requests_topic = {conf.worker.requests_topic}\n"
+        f"results_topic = {conf.worker.results_topic}\nmax_concurrent_flows = 3\n"
+        f"[nova]\nenabled = false\n")
+    history = History.from_conf(conf)
+    ids = [f"kill-{i}" for i in range(len(uuids))]
+    worker = subprocess.Popen(
+        [sys.executable, "-W", "ignore", "-m", "rescue_flow.cli", "--config-file",
+         str(path), "worker"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        client = Client(conf)
+        try:
+            for request_id, instance_uuid in zip(ids, uuids, strict=True):
+                client.send(Request("rescue", instance_uuid, request_id, host=conf.host))
+        finally:
+            client.close()
+        _wait_until(lambda: sum(r.state == "running" for r in history.recent()) >= 2,
+                    "flows in flight")
+        worker.kill()  # SIGKILL: no goodbye, no acks, no clean-up
+        worker.communicate(timeout=TIMEOUT)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert any(r.state != "finished" for r in history.recent()), "killed too late"
+    sim.clear_faults()
+    site.start(conf)
+    _wait_until(lambda: all(r.state == "finished" for r in history.recent()) and
+                len(history.recent()) == len(ids), "every request finished", timeout=60)
+    for record in history.recent():
+        assert record.outcome == "success", record
+        steps = [step for _flow, step, _state in history.steps(record)]
+        assert steps.count("ValidateRescue") == 1, (record.request.request_id, steps)
+    vms = sim.view()["vms"]
+    assert sorted(name for name in vms if name.endswith("-rescue")) == sorted(
+        f"{name}-rescue" for name in vms if not name.endswith("-rescue"))
+    assert all(vm["power_state"] == "running" for name, vm in vms.items()
+               if name.endswith("-rescue"))
 
 
 # -- helpers ---------------------------------------------------------------------
@@ -319,9 +373,9 @@ def _drain_quietly(results: ResultLog, seconds: float) -> None:
     results.wait_for(lambda _: time.monotonic() > deadline, seconds + 5)
 
 
-def _notified(worker: Worker, request_id: str) -> bool:
-    done = worker.handler.finished.get(request_id)
-    return bool(done and done[1])
+def _finished(worker: Worker, request_id: str) -> bool:
+    record = worker.history.get(request_id)
+    return record is not None and record.state == "finished"
 
 
 def _wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:

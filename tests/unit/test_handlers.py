@@ -1,5 +1,5 @@
-"""The two message handlers, called directly: the worker's RequestHandler and
-the NovaIntake. What each acks, requeues, runs and notifies."""
+"""The two message handlers, called directly: the worker's RequestIntake (with
+its FlowQueue) and the NovaIntake. What each acks, requeues, runs and notifies."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from msgkit import SAMPLES, load_sample
 from rescue_flow import messaging, protocol
 from rescue_flow.listener import NovaIntake
 from rescue_flow.outcome import Outcome, Result
+from rescue_flow.persistence.backend import create_engine
+from rescue_flow.persistence.history import History
 from rescue_flow.progress import StepEvent
 from rescue_flow.requests import Request
-from rescue_flow.worker import RequestHandler
+from rescue_flow.worker import FlowQueue, RequestIntake
 
 HOST = "hv-1"
 UUID = "3f1c9a52-7b3e-4d8a-9e21-5a6b7c8d9e01"
@@ -40,24 +42,63 @@ class Outbox:
 
 
 class Runner:
-    def __init__(self, error: Exception | None = None, steps: int = 0) -> None:
-        self.handled: list[Request] = []
+    """Stands in for FlowRunner: records what it ran and finishes it in the history."""
+
+    def __init__(self, history: History, error: Exception | None = None,
+                 steps: int = 0) -> None:
+        self.history = history
+        self.executed: list[Request] = []
         self.error = error
         self.steps = steps
 
-    def handle(self, request: Request, on_step=None) -> Result:
-        self.handled.append(request)
+    def execute(self, request: Request, on_step=None) -> Result:
+        self.executed.append(request)
         if self.error is not None:
             raise self.error
         for index in range(self.steps):
             if on_step is not None:
                 on_step(StepEvent("rescue-instance", f"Step{index}", "SUCCESS", 0.1))
-        return Result(request.request_id, request.action, request.instance_uuid, HOST,
-                      Outcome.SUCCESS, step_durations={"Step0": 0.1})
+        result = Result(request.request_id, request.action, request.instance_uuid, HOST,
+                        Outcome.SUCCESS, step_durations={"Step0": 0.1})
+        self.history.finish(result)
+        return result
 
 
-def _handler(runner: Runner, outbox: Outbox, attempts: int = 3) -> RequestHandler:
-    return RequestHandler(runner, protocol.Results(outbox, "rf-results"), HOST, attempts)
+class Setup:
+    """An intake and its flow queue on a real (SQLite) history."""
+
+    def __init__(self, tmp_path, attempts: int = 3, **runner_args: Any) -> None:
+        self.history = History(create_engine(f"sqlite:///{tmp_path}/history.sqlite"), HOST)
+        self.history.upgrade()
+        self.outbox = Outbox()
+        results = protocol.Results(self.outbox, "rf-results")
+        self.runner = Runner(self.history, **runner_args)
+        self.flows = FlowQueue(self.runner, results, max_workers=2)
+        self.intake = RequestIntake(self.history, self.flows, results, HOST, attempts)
+
+    def deliver(self, message: dict) -> Any:
+        outcome = self.intake({}, message)
+        assert self.flows.scheduler.wait_idle(10)
+        return outcome
+
+    def close(self) -> None:
+        self.flows.stop()
+        self.flows.wait()
+        self.history.close()
+
+
+@pytest.fixture
+def setup(tmp_path):
+    made = []
+
+    def make(**kwargs: Any) -> Setup:
+        made.append(Setup(tmp_path / str(len(made)), **kwargs))
+        made[-1].history.engine  # noqa: B018 - created
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
 
 
 def _message(request_id: str = "client-1", progress: bool = False, **changes: Any) -> dict:
@@ -67,75 +108,91 @@ def _message(request_id: str = "client-1", progress: bool = False, **changes: An
             "payload": payload, "publisher_id": "rescue-flow-client:x", "priority": "INFO"}
 
 
-def test_a_request_runs_and_its_result_is_notified_before_the_ack() -> None:
-    runner, outbox = Runner(), Outbox()
-    assert _handler(runner, outbox)({}, _message()) == messaging.HANDLED
-    assert [r.request_id for r in runner.handled] == ["client-1"]
-    assert outbox.events() == ["rescue_flow.rescue.end"]
-    assert outbox.sent[0]["payload"]["outcome"] == "success"
+def test_a_request_is_recorded_before_its_ack_then_runs_and_its_result_is_notified(setup):
+    s = setup()
+    assert s.intake({}, _message()) == messaging.HANDLED
+    assert s.history.get("client-1") is not None  # recorded when the ack is given
+    assert s.flows.scheduler.wait_idle(10)
+    assert [r.request_id for r in s.runner.executed] == ["client-1"]
+    assert s.outbox.events() == ["rescue_flow.rescue.end"]
+    assert s.outbox.sent[0]["payload"]["outcome"] == "success"
 
 
-def test_a_redelivered_request_is_acked_without_running_again() -> None:
-    runner, outbox = Runner(), Outbox()
-    handler = _handler(runner, outbox)
-    handler({}, _message())
-    assert handler({}, _message()) == messaging.HANDLED
-    assert len(runner.handled) == 1
-    assert outbox.events() == ["rescue_flow.rescue.end"]
-    assert handler.stats["duplicates"] == 1
+def test_a_redelivered_request_is_acked_and_its_result_sent_again_without_running(setup):
+    s = setup()
+    s.deliver(_message())
+    assert s.deliver(_message()) == messaging.HANDLED
+    assert len(s.runner.executed) == 1
+    assert s.outbox.events() == ["rescue_flow.rescue.end", "rescue_flow.rescue.end"]
+    assert s.intake.stats["duplicates"] == 1
 
 
-def test_a_result_that_could_not_be_sent_is_sent_on_redelivery_without_rerunning() -> None:
-    runner, outbox = Runner(), Outbox()
-    handler = _handler(runner, outbox)
-    outbox.fail = 1
-    assert handler({}, _message()) == messaging.REQUEUE
-    assert handler({}, _message()) == messaging.HANDLED
-    assert len(runner.handled) == 1
-    assert outbox.events() == ["rescue_flow.rescue.end"]
+def test_a_result_that_could_not_be_sent_is_sent_on_redelivery_without_rerunning(setup):
+    s = setup()
+    s.outbox.fail = 1
+    assert s.deliver(_message()) == messaging.HANDLED  # recorded: the ack goes out
+    assert s.outbox.events() == []
+    assert s.deliver(_message()) == messaging.HANDLED
+    assert len(s.runner.executed) == 1
+    assert s.outbox.events() == ["rescue_flow.rescue.end"]
 
 
-def test_steps_are_notified_only_when_the_sender_waits() -> None:
-    runner, outbox = Runner(steps=2), Outbox()
-    handler = _handler(runner, outbox)
-    handler({}, _message("quiet"))
-    handler({}, _message("waiting", progress=True))
-    assert outbox.events() == ["rescue_flow.rescue.end", "rescue_flow.step",
-                               "rescue_flow.step", "rescue_flow.rescue.end"]
-    assert outbox.sent[1]["payload"]["request_id"] == "waiting"
+def test_steps_are_notified_only_when_the_sender_waits(setup):
+    s = setup(steps=2)
+    s.deliver(_message("quiet"))
+    s.deliver(_message("waiting", progress=True))
+    assert s.outbox.events() == ["rescue_flow.rescue.end", "rescue_flow.step",
+                                 "rescue_flow.step", "rescue_flow.rescue.end"]
+    assert s.outbox.sent[1]["payload"]["request_id"] == "waiting"
 
 
-def test_a_lost_step_does_not_stop_the_flow() -> None:
-    runner, outbox = Runner(steps=1), Outbox()
-    outbox.fail = 1  # the step
-    assert _handler(runner, outbox)({}, _message(progress=True)) == messaging.HANDLED
-    assert outbox.events() == ["rescue_flow.rescue.end"]
+def test_a_lost_step_does_not_stop_the_flow(setup):
+    s = setup(steps=1)
+    s.outbox.fail = 1  # the step
+    assert s.deliver(_message(progress=True)) == messaging.HANDLED
+    assert s.outbox.events() == ["rescue_flow.rescue.end"]
 
 
 @pytest.mark.parametrize("payload", ["not an object", {"action": "rescue"},
                                      {"action": "rescue", "instance_uuid": "vm-1",
                                       "request_id": "r"}])
-def test_bad_input_is_acked_with_an_error_notification_and_never_run(payload) -> None:
-    runner, outbox = Runner(), Outbox()
+def test_bad_input_is_acked_with_an_error_notification_and_never_run(setup, payload):
+    s = setup()
     message = _message()
     message["payload"] = payload
-    assert _handler(runner, outbox)({}, message) == messaging.HANDLED
-    assert runner.handled == []
-    assert outbox.events() == ["rescue_flow.rescue.error" if isinstance(payload, dict)
-                               else "rescue_flow.request.error"]
-    assert outbox.sent[0]["payload"]["reason"].startswith("invalid request: ")
+    assert s.deliver(message) == messaging.HANDLED
+    assert s.runner.executed == []
+    assert s.history.recent() == []
+    assert s.outbox.events() == ["rescue_flow.rescue.error" if isinstance(payload, dict)
+                                 else "rescue_flow.request.error"]
+    assert s.outbox.sent[0]["payload"]["reason"].startswith("invalid request: ")
 
 
-def test_a_request_that_keeps_failing_is_retried_then_answered_and_dropped() -> None:
-    runner, outbox = Runner(error=RuntimeError("state file unreadable")), Outbox()
-    handler = _handler(runner, outbox, attempts=3)
-    outcomes = [handler({}, _message()) for _ in range(3)]
+def test_a_request_that_cannot_be_recorded_is_retried_then_answered_and_dropped(
+        setup, monkeypatch):
+    s = setup()
+    monkeypatch.setattr(s.history, "accept", _raise(RuntimeError("database is locked")))
+    outcomes = [s.deliver(_message()) for _ in range(3)]
     assert outcomes == [messaging.REQUEUE, messaging.REQUEUE, messaging.HANDLED]
-    assert len(runner.handled) == 3
-    assert outbox.events() == ["rescue_flow.rescue.error"]
-    payload = outbox.sent[0]["payload"]
+    assert s.runner.executed == []
+    assert s.outbox.events() == ["rescue_flow.rescue.error"]
+    payload = s.outbox.sent[0]["payload"]
     assert (payload["outcome"], payload["request_id"]) == ("failed", "client-1")
-    assert payload["reason"] == "gave up after 3 attempts: state file unreadable"
+    assert payload["reason"] == "gave up after 3 attempts: database is locked"
+
+
+def test_a_flow_that_dies_leaves_its_request_recorded_for_the_next_start(setup):
+    s = setup(error=RuntimeError("state folder is read-only"))
+    assert s.deliver(_message()) == messaging.HANDLED
+    assert s.flows.stats["crashed"] == 1
+    assert [r.request.request_id for r in s.history.unfinished()] == ["client-1"]
+    assert s.outbox.events() == []
+
+
+def _raise(error: Exception) -> Any:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise error
+    return fail
 
 
 # -- the Nova intake -----------------------------------------------------------------
