@@ -18,7 +18,7 @@ from collections.abc import Sequence
 # deprecated; operators cannot act on that, so it must not greet every command.
 warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
 
-from rescue_flow import config  # noqa: E402 - after the warnings filter
+from rescue_flow import config, logs  # noqa: E402 - after the warnings filter
 
 # Modules that add subcommands, in the order ``--help`` lists them.
 _COMMAND_MODULES = (
@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.debug:
         conf_args.append("--debug")
     conf = config.make_conf(conf_args)
+    logs.setup(conf, daemon=args.command == "worker")
     return int(args.func(conf, args) or 0)
 
 

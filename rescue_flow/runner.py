@@ -221,8 +221,9 @@ class FlowRunner:
                   "reverted_steps": list(recorder.reverted),
                   "step_durations": recorder.durations}
         first = _first_failure(engine)
+        cause = first.exception_str if first is not None else str(exc)
         if engine.storage.get_flow_state() != tf_states.REVERTED:
-            reason = (f"{recorder.failed_step} failed: {first or exc}; "
+            reason = (f"{recorder.failed_step} failed: {cause}; "
                       f"then reverting {recorder.revert_failed} failed: {exc}")
             self.quarantine.add(request.instance_uuid, reason, request.request_id)
             lifecycle.fire(states.REVERT_FAILED)
@@ -231,7 +232,6 @@ class FlowRunner:
         lifecycle.fire(states.REVERTED)
         refused = first is not None and first.check(exceptions.ValidationError,
                                                     exceptions.InvalidRequest)
-        cause = first.exception_str if first is not None else str(exc)
         return self._result(request, Outcome.REFUSED if refused else Outcome.FAILED,
                             reason=f"{recorder.failed_step} failed: {cause}", **common)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import sys
 from typing import Any
 
 from rescue_flow import exceptions, requests
@@ -48,7 +49,7 @@ def status_command(conf: Any, args: argparse.Namespace) -> int:
         try:
             instance_uuid = requests.canonical_uuid(args.instance_uuid, "instance uuid")
         except exceptions.InvalidRequest as exc:
-            print(f"rescue-flow status: {exc}")
+            print(f"rescue-flow status: {exc}", file=sys.stderr)
             return 2
     history = History.from_conf(conf)
     described = [_describe(history, record)

@@ -10,6 +10,7 @@ refused), 3 the instance is quarantined, 2 bad input.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import uuid
 from typing import Any
@@ -32,7 +33,8 @@ def register(subparsers: Any) -> None:
     run.add_argument("action", choices=requests.ACTIONS)
     run.add_argument("instance_uuid")
     run.add_argument("--image", dest="image_id", metavar="IMAGE_ID",
-                     help="cached rescue image (rescue only; required by rescue)")
+                     help="cached rescue image (rescue only); default: the image the "
+                     "instance was booted from")
     run.add_argument("--image-generation", type=int, choices=(1, 2),
                      help="the rescue image's VM generation, if known")
     run.set_defaults(func=run_command)
@@ -41,6 +43,11 @@ def register(subparsers: Any) -> None:
         "resume", help="finish, in the foreground, every request of this host that a "
         "crash interrupted (the worker does this at start)")
     resume.set_defaults(func=resume_command)
+
+    quarantined = subparsers.add_parser(
+        "quarantined", help="list the instances a failed revert left for an operator")
+    quarantined.add_argument("--json", action="store_true", help="machine-readable output")
+    quarantined.set_defaults(func=quarantined_command)
 
     reset = subparsers.add_parser(
         "reset", help="take an instance out of quarantine after checking its host")
@@ -100,6 +107,19 @@ def resume_command(conf: Any, args: argparse.Namespace) -> int:
         print_result(result)
         worst = max(worst, exit_code(result))
     return worst
+
+
+def quarantined_command(conf: Any, args: argparse.Namespace) -> int:
+    entries = QuarantineList.from_conf(conf).all()
+    if args.json:
+        print(json.dumps(entries, indent=2, sort_keys=True))
+        return EXIT_OK
+    if not entries:
+        print("no instance is quarantined")
+    for instance_uuid, entry in sorted(entries.items()):
+        print(f"{instance_uuid}  since {entry['since']}  (request {entry['request_id']})")
+        print(f"    {entry['reason']}")
+    return EXIT_OK
 
 
 def reset_command(conf: Any, args: argparse.Namespace) -> int:

@@ -16,8 +16,6 @@ import signal
 import threading
 from typing import Any
 
-from oslo_log import log as oslo_logging
-
 from rescue_flow.worker import Worker
 
 LOG = logging.getLogger(__name__)
@@ -39,7 +37,6 @@ def _stop_signals() -> list[int]:
 
 
 def worker_command(conf: Any, args: argparse.Namespace) -> int:
-    oslo_logging.setup(conf, "rescue-flow")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -13,8 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from rescue_flow import exceptions
-from rescue_flow.tasks.base import HostTask
+from rescue_flow import exceptions, records
+from rescue_flow.tasks.base import HostTask, config
 from rescue_flow.tasks.disks import restore_root_on_instance
 
 LOG = logging.getLogger(__name__)
@@ -64,8 +64,20 @@ class DeleteRescueDisk(HostTask):
 
 
 class EnsureRootDiskOnInstance(HostTask):
-    """Put the root disk back on the instance when an interrupted run left it off; no revert."""
+    """Give an interrupted run's root disk back to the instance and start it; no revert.
+
+    Only when the disk was off the instance: then a run stopped between
+    moving the disk and starting the instance, and the instance goes back to
+    the power state recorded before the rescue. A disk already in place means
+    the instance is as an unrescue left it, and its power is not touched.
+    """
 
     def execute(self, instance_vm: str, original: dict[str, Any] | None) -> None:
-        if original is not None:
-            restore_root_on_instance(self, instance_vm, original)
+        if original is None:
+            return
+        record = config(original)
+        if self.host.disk_attached_to(instance_vm, record.root_disk.path):
+            return
+        restore_root_on_instance(self, instance_vm, original)
+        if record.power_state == records.POWER_RUNNING:
+            self.host.start_vm(instance_vm)

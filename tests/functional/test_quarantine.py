@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from simsite import GEN1_IMAGE, GEN1_UUID
 
 from rescue_flow import cli
@@ -49,3 +51,16 @@ def test_reset_lets_requests_through_again(seeded, tmp_path, capsys):
 
     assert "out of quarantine" in capsys.readouterr().out
     assert seeded.rescue(GEN1_UUID, GEN1_IMAGE).outcome is Outcome.SUCCESS
+
+
+def test_quarantined_lists_each_instance_with_its_reason(seeded, tmp_path, capsys):
+    _break_reverts(seeded)
+    result = seeded.rescue(GEN1_UUID, GEN1_IMAGE)
+    config_file = tmp_path / "rescue-flow.conf"
+    config_file.write_text(f"[DEFAULT]\nstate_path = {seeded.conf.state_path}\n")
+
+    assert cli.main(["--config-file", str(config_file), "quarantined", "--json"]) == 0
+
+    listed = json.loads(capsys.readouterr().out)
+    assert list(listed) == [GEN1_UUID]
+    assert listed[GEN1_UUID]["reason"] == result.reason

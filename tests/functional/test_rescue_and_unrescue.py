@@ -136,3 +136,36 @@ def test_result_reports_each_step_duration(seeded):
         "CreateRescueVM", "AttachRescueDisk", "DetachRootDisk",
         "AttachRootDiskToRescueVM", "CopyNetworkIdentity", "StartRescueVM"}
     assert all(seconds >= 0 for seconds in result.step_durations.values())
+
+
+def test_an_unrescue_cut_short_between_the_two_vms_is_finished_by_the_next_unrescue(
+        seeded):
+    before = seeded.view()
+    seeded.rescue(GEN1_UUID, GEN1_IMAGE)
+    # What a run killed between "detach from the rescue VM" and "attach to the
+    # instance" leaves, with no history to resume it from.
+    host = seeded.runner.host
+    record = host.find_rescue_vm(GEN1_UUID).record
+    host.stop_vm("instance-00000001-rescue")
+    host.detach_disk("instance-00000001-rescue", record.root_disk.path)
+
+    result = seeded.unrescue(GEN1_UUID)
+
+    assert result.outcome is Outcome.SUCCESS, result.reason
+    assert seeded.view() == before
+
+
+def test_cleaning_up_leftovers_leaves_a_stopped_instance_stopped(site):
+    site.sim.add_vm("instance-00000003", GEN1_UUID, GEN1_IMAGE)  # running
+    site.rescue(GEN1_UUID, GEN1_IMAGE)
+    site.sim.set_fault("destroy_vm", "permanent", times=1)
+    assert site.unrescue(GEN1_UUID).leftovers
+    site.runner.host.power_off("instance-00000003")  # the operator stopped it since
+    stopped = site.view()
+
+    result = site.unrescue(GEN1_UUID)  # only the leftovers to remove
+
+    assert result.outcome is Outcome.SUCCESS, result.reason
+    assert _vm(site, "instance-00000003")["power_state"] == "off"
+    assert "instance-00000003-rescue" not in json.loads(site.view())["vms"]
+    assert "instance-00000003-rescue" in json.loads(stopped)["vms"]
