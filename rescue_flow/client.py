@@ -39,23 +39,33 @@ def new_request_id() -> str:
     return f"client-{uuid.uuid4()}"
 
 
+def results_queue(conf: Any, name_prefix: str) -> tuple[kombu.Connection, kombu.Queue]:
+    """A connection and an exclusive, auto-deleted queue bound to every result and step.
+
+    Nothing is declared until a consumer uses the queue; declare it before
+    sending anything whose results must not be missed.
+    """
+    topic = conf.worker.results_topic
+    # Declared exactly as oslo.messaging declares it for rescue_transport.
+    exchange = kombu.Exchange(conf.worker.exchange, type="topic", durable=True,
+                              auto_delete=False)
+    queue = kombu.Queue(
+        f"{name_prefix}-{uuid.uuid4().hex}", exclusive=True, auto_delete=True,
+        bindings=[kombu.binding(exchange, routing_key=f"{topic}.{priority}")
+                  for priority in ("info", "error")])
+    url = messaging.kombu_url(conf)
+    # kombu's in-memory transport polls, once a second by default.
+    options = {"polling_interval": 0.01} if url.startswith("memory:") else {}
+    connection = kombu.Connection(url, ssl=messaging.kombu_ssl(conf), connect_timeout=10,
+                                  transport_options=options)
+    return connection, queue
+
+
 class ResultWatcher:
     """An exclusive, auto-deleted queue that receives every result and step."""
 
     def __init__(self, conf: Any) -> None:
-        topic = conf.worker.results_topic
-        # Declared exactly as oslo.messaging declares it for rescue_transport.
-        exchange = kombu.Exchange(conf.worker.exchange, type="topic", durable=True,
-                                  auto_delete=False)
-        self._queue = kombu.Queue(
-            f"rescue-flow-wait-{uuid.uuid4().hex}", exclusive=True, auto_delete=True,
-            bindings=[kombu.binding(exchange, routing_key=f"{topic}.{priority}")
-                      for priority in ("info", "error")])
-        url = messaging.kombu_url(conf)
-        # kombu's in-memory transport polls, once a second by default.
-        options = {"polling_interval": 0.01} if url.startswith("memory:") else {}
-        self._connection = kombu.Connection(url, ssl=messaging.kombu_ssl(conf),
-                                            connect_timeout=10, transport_options=options)
+        self._connection, self._queue = results_queue(conf, "rescue-flow-wait")
         self._messages: list[dict[str, Any]] = []
         self._consumer: kombu.Consumer | None = None
 
@@ -90,7 +100,7 @@ class ResultWatcher:
                         on_step(StepEvent(payload["flow"], payload["step"], payload["state"],
                                           payload.get("seconds")))
                     continue
-                return protocol.result_from_payload(payload)
+                return Result.from_dict(payload)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise WaitTimedOut(f"no result for request {request_id} after {timeout:g}s")

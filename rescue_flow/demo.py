@@ -53,7 +53,12 @@ def load_sample(name: str) -> dict[str, Any]:
 def versioned_event(sample: str, instance_uuid: str, host: str,
                     image_id: str | None) -> tuple[str, dict[str, Any], str]:
     """(event type, payload, Nova request id) from a real sample, rewritten."""
-    notification = load_sample(sample)
+    return rewrite_versioned(load_sample(sample), instance_uuid, host, image_id)
+
+
+def rewrite_versioned(notification: dict[str, Any], instance_uuid: str, host: str,
+                      image_id: str | None) -> tuple[str, dict[str, Any], str]:
+    """A Nova sample notification made about this instance, host and image."""
     payload = copy.deepcopy(notification["payload"])
     data = payload["nova_object.data"]
     request_id = f"req-{uuid.uuid4()}"

@@ -94,13 +94,6 @@ def result_event_type(action: str | None, ok: bool) -> str:
     return f"rescue_flow.{action or 'request'}.{'end' if ok else 'error'}"
 
 
-def result_from_payload(payload: Mapping[str, Any]) -> Result:
-    fields = {f.name for f in dataclasses.fields(Result)}
-    data = {key: value for key, value in payload.items() if key in fields}
-    data["outcome"] = Outcome(data["outcome"])
-    return Result(**data)
-
-
 class Results:
     """Sends results, errors and steps as notifications from this worker."""
 

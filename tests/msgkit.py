@@ -9,7 +9,6 @@ the caller, so that tests never see each other's messages.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import threading
@@ -22,7 +21,8 @@ from typing import Any
 import kombu
 from oslo_context.context import RequestContext
 
-from rescue_flow import config, messaging
+from rescue_flow import config, demo, messaging
+from rescue_flow.client import results_queue
 from rescue_flow.demo import nova_notifier
 from rescue_flow.simhost import SimulatedHost
 
@@ -73,15 +73,7 @@ def versioned_event(name: str, instance_uuid: str, host: str, image_id: str | No
     """(event type, payload, Nova request id) from a real sample, rewritten;
     ``generation`` "pre_shares_2024.1" picks the Hyper-V era's payloads."""
     notification = load_sample(SAMPLES / generation / "resolved" / name)
-    payload = copy.deepcopy(notification["payload"])
-    data = payload["nova_object.data"]
-    request_id = f"req-{uuid.uuid4()}"
-    data.update(uuid=instance_uuid, host=host, node=host, request_id=request_id)
-    if image_id is not None:
-        data["image_uuid"] = image_id
-    if "rescue_image_ref" in data:
-        data["rescue_image_ref"] = None
-    return notification["event_type"], payload, request_id
+    return demo.rewrite_versioned(notification, instance_uuid, host, image_id)
 
 
 def legacy_event(action: str, instance_uuid: str, host: str,
@@ -152,16 +144,7 @@ class ResultLog:
     before anything is sent (a test-side twin of the client's watcher)."""
 
     def __init__(self, conf: Any) -> None:
-        topic = conf.worker.results_topic
-        exchange = kombu.Exchange(conf.worker.exchange, type="topic", durable=True,
-                                  auto_delete=False)
-        self._queue = kombu.Queue(
-            f"test-results-{uuid.uuid4().hex}", exclusive=True, auto_delete=True,
-            bindings=[kombu.binding(exchange, routing_key=f"{topic}.{p}")
-                      for p in ("info", "error")])
-        url = messaging.kombu_url(conf)
-        options = {"polling_interval": 0.01} if url.startswith("memory:") else {}
-        self._connection = kombu.Connection(url, transport_options=options)
+        self._connection, self._queue = results_queue(conf, "test-results")
         self.messages: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 

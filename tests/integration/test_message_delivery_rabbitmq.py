@@ -240,15 +240,8 @@ def test_sigterm_lets_the_running_flow_finish_and_the_next_start_runs_the_record
     conf = site("hv-int-sigterm")
     sim, (gen1, gen2) = seed_host(conf)
     sim.set_latency("create_vm", 1.0)  # time to signal while the flow runs
-    path = tmp_path / "worker.conf"
-    path.write_text(
-        f"[DEFAULT]\ntransport_url = {conf.transport_url}\nhost = {conf.host}\n"
-        f"state_path = {conf.state_path}\n"
-        f"[hyperv]\ndriver = simulated\ninstances_path = {conf.hyperv.instances_path}\n"
-        f"[worker]\nexchange = {conf.worker.exchange}\n"
-        f"requests_topic = {conf.worker.requests_topic}\n"
-        f"results_topic = {conf.worker.results_topic}\nmax_concurrent_flows = 1\n"
-        f"notify_steps = true\n[nova]\nenabled = false\n")
+    path = _worker_config_file(conf, tmp_path, "max_concurrent_flows = 1\n"
+                                                "notify_steps = true\n")
     with ResultLog(conf) as results:
         worker = subprocess.Popen(
             [sys.executable, "-W", "ignore", "-m", "rescue_flow.cli", "--config-file",
@@ -285,15 +278,7 @@ def test_a_worker_killed_with_flows_in_flight_finishes_them_all_once_after_a_res
     conf = site("hv-int-sigkill", nova={"enabled": False})
     sim, uuids = seed_host(conf, vms=6)
     sim.set_latency("create_vm", 0.3)  # flows in flight when the kill comes
-    path = tmp_path / "worker.conf"
-    path.write_text(
-        f"[DEFAULT]\ntransport_url = {conf.transport_url}\nhost = {conf.host}\n"
-        f"state_path = {conf.state_path}\n"
-        f"[hyperv]\ndriver = simulated\ninstances_path = {conf.hyperv.instances_path}\n"
-        f"[worker]\nexchange = {conf.worker.exchange}\n"
-        f"requests_topic = {conf.worker.requests_topic}\n"
-        f"results_topic = {conf.worker.results_topic}\nmax_concurrent_flows = 3\n"
-        f"[nova]\nenabled = false\n")
+    path = _worker_config_file(conf, tmp_path, "max_concurrent_flows = 3\n")
     history = History.from_conf(conf)
     ids = [f"kill-{i}" for i in range(len(uuids))]
     worker = subprocess.Popen(
@@ -330,6 +315,20 @@ def test_a_worker_killed_with_flows_in_flight_finishes_them_all_once_after_a_res
 
 
 # -- helpers ---------------------------------------------------------------------
+
+def _worker_config_file(conf: Any, tmp_path: Any, worker_options: str) -> Any:
+    """A config file for a worker process on ``conf``'s broker and simulated host."""
+    path = tmp_path / "worker.conf"
+    path.write_text(
+        f"[DEFAULT]\ntransport_url = {conf.transport_url}\nhost = {conf.host}\n"
+        f"state_path = {conf.state_path}\n"
+        f"[hyperv]\ndriver = simulated\ninstances_path = {conf.hyperv.instances_path}\n"
+        f"[worker]\nexchange = {conf.worker.exchange}\n"
+        f"requests_topic = {conf.worker.requests_topic}\n"
+        f"results_topic = {conf.worker.results_topic}\n{worker_options}"
+        f"[nova]\nenabled = false\n")
+    return path
+
 
 class _Tap:
     def __init__(self, conn: kombu.Connection, queue: kombu.Queue) -> None:

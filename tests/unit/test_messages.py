@@ -94,7 +94,7 @@ def test_a_result_survives_the_trip_through_its_payload() -> None:
     result = Result("r-1", "rescue", UUID, "hv-1", Outcome.FAILED, reason="boom",
                     failed_step="StopInstance", reverted_steps=["ValidateRescue"],
                     step_durations={"StopInstance": 0.5})
-    assert protocol.result_from_payload(result.to_dict()) == result
+    assert Result.from_dict(result.to_dict()) == result
 
 
 class _Sent:
