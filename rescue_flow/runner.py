@@ -17,7 +17,7 @@ from typing import Any
 import taskflow.engines
 from taskflow import states as tf_states
 
-from rescue_flow import exceptions, observe, requests, states
+from rescue_flow import exceptions, hyperv, observe, requests, states
 from rescue_flow.flows import get_cleanup_flow, get_rescue_flow, get_unrescue_flow
 from rescue_flow.hyperv.host import HyperVHost
 from rescue_flow.locks import instance_lock
@@ -56,8 +56,6 @@ class FlowRunner:
     @classmethod
     def durable(cls, conf: Any, host: HyperVHost | None = None) -> FlowRunner:
         """The runner every command uses: the configured host, with its history."""
-        from rescue_flow import hyperv
-
         return cls.from_conf(conf, host or hyperv.get_host(conf), History.from_conf(conf))
 
     def _result(self, request: requests.Request, outcome: Outcome,
