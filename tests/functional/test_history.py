@@ -296,7 +296,9 @@ def test_purge_leaves_unfinished_requests_however_old(durable_site):
     assert purged == 0
     assert [r.request.request_id for r in history.unfinished()] == [
         waiting.request_id, interrupted.request_id]
-    assert history.interrupted_flow(history.get(interrupted.request_id)) is not None
+    book = history.get(interrupted.request_id).book_uuid
+    assert book and count(history.engine, "logbooks", uuid=book) == 1
+    assert count(history.engine, "flowdetails", parent_uuid=book) == 1
 
 
 def test_purge_with_nothing_old_enough_keeps_everything(durable_site):

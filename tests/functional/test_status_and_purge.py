@@ -33,7 +33,7 @@ def site(tmp_path, db_url):
 @pytest.fixture
 def rescue_flow_cli(tmp_path, site, db_url, capsys):
     """Run ``rescue-flow ARGS...`` with a config file for this site's database;
-    returns (exit code, what it printed)."""
+    returns (exit code, what it printed on stdout, on stderr)."""
     config_file = tmp_path / "rescue-flow.conf"
     config_file.write_text(
         f"[DEFAULT]\nhost = {site.conf.host}\nstate_path = {site.conf.state_path}\n"
@@ -42,7 +42,8 @@ def rescue_flow_cli(tmp_path, site, db_url, capsys):
 
     def run(*args):
         code = cli.main(["--config-file", str(config_file), *args])
-        return code, capsys.readouterr().out
+        printed = capsys.readouterr()
+        return code, printed.out, printed.err
 
     return run
 
@@ -72,7 +73,7 @@ def age(site, request_id, days):
 
 
 def test_status_on_an_empty_history_says_nothing_is_recorded(rescue_flow_cli):
-    assert rescue_flow_cli("status") == (0, "no requests recorded\n")
+    assert rescue_flow_cli("status")[:2] == (0, "no requests recorded\n")
 
 
 def test_status_lists_each_request_newest_first_with_outcome_and_steps(site,
@@ -80,7 +81,7 @@ def test_status_lists_each_request_newest_first_with_outcome_and_steps(site,
     rescued = rescue(site)
     unrescued = unrescue(site)
 
-    code, out = rescue_flow_cli("status")
+    code, out, _ = rescue_flow_cli("status")
 
     assert code == 0
     headlines = [line for line in out.splitlines() if not line.startswith(" ")]
@@ -98,7 +99,7 @@ def test_status_of_one_instance_shows_only_that_instances_requests(site, rescue_
     rescue(site, GEN1_UUID)
     other = rescue(site, GEN2_UUID)
 
-    code, out = rescue_flow_cli("status", GEN2_UUID)
+    code, out, _ = rescue_flow_cli("status", GEN2_UUID)
 
     assert code == 0
     assert other.request_id in out and GEN2_UUID in out
@@ -106,10 +107,10 @@ def test_status_of_one_instance_shows_only_that_instances_requests(site, rescue_
 
 
 def test_status_refuses_an_instance_id_that_is_not_a_uuid(rescue_flow_cli):
-    code, out = rescue_flow_cli("status", "not-a-uuid")
+    code, out, err = rescue_flow_cli("status", "not-a-uuid")
 
     assert code == 2
-    assert out.startswith("rescue-flow status: ")
+    assert (err or out).startswith("rescue-flow status: ")
 
 
 def test_status_json_gives_outcome_and_every_steps_state_and_duration(site,
@@ -119,7 +120,7 @@ def test_status_json_gives_outcome_and_every_steps_state_and_duration(site,
     site.sim.clear_faults()
     rescued = rescue(site, GEN1_UUID)
 
-    code, out = rescue_flow_cli("status", "--json")
+    code, out, _ = rescue_flow_cli("status", "--json")
 
     assert code == 0
     newest, oldest = json.loads(out)
@@ -144,7 +145,7 @@ def test_status_json_shows_a_request_that_has_not_finished(site, rescue_flow_cli
     request = Request("rescue", GEN1_UUID, new_request_id(), image_id=GEN1_IMAGE)
     site.runner.history.accept(request)
 
-    code, out = rescue_flow_cli("status", "--json")
+    code, out, _ = rescue_flow_cli("status", "--json")
 
     [item] = json.loads(out)
     assert code == 0
@@ -156,7 +157,7 @@ def test_status_limit_keeps_the_newest_requests(site, rescue_flow_cli):
     rescue(site)
     newest = unrescue(site)
 
-    code, out = rescue_flow_cli("status", "--json", "--limit", "1")
+    code, out, _ = rescue_flow_cli("status", "--json", "--limit", "1")
 
     assert code == 0
     assert [item["request_id"] for item in json.loads(out)] == [newest.request_id]
@@ -171,10 +172,10 @@ def test_purge_forgets_finished_requests_older_than_the_given_days(site, rescue_
     assert (old.outcome, recent.outcome) == (Outcome.SUCCESS, Outcome.SUCCESS)
     age(site, old.request_id, days=31)
 
-    code, out = rescue_flow_cli("purge", "--older-than", "30")
+    code, out, _ = rescue_flow_cli("purge", "--older-than", "30")
 
     assert (code, out) == (0, "purged 1 finished request(s) older than 30 days\n")
-    _, listed = rescue_flow_cli("status", "--json")
+    _, listed, _ = rescue_flow_cli("status", "--json")
     assert [item["request_id"] for item in json.loads(listed)] == [recent.request_id]
 
 
@@ -183,11 +184,11 @@ def test_purge_takes_fractions_of_a_day_and_keeps_newer_requests(site, rescue_fl
     age(site, old.request_id, days=0.5)
     recent = unrescue(site)
 
-    assert rescue_flow_cli("purge", "--older-than", "1") == (
+    assert rescue_flow_cli("purge", "--older-than", "1")[:2] == (
         0, "purged 0 finished request(s) older than 1 days\n")
-    assert rescue_flow_cli("purge", "--older-than", "0.25") == (
+    assert rescue_flow_cli("purge", "--older-than", "0.25")[:2] == (
         0, "purged 1 finished request(s) older than 0.25 days\n")
-    _, listed = rescue_flow_cli("status", "--json")
+    _, listed, _ = rescue_flow_cli("status", "--json")
     assert [item["request_id"] for item in json.loads(listed)] == [recent.request_id]
 
 
@@ -199,8 +200,8 @@ def test_purge_keeps_an_unfinished_request_however_old(site, rescue_flow_cli):
         connection.execute(table.update().values(
             received_at=utcnow() - datetime.timedelta(days=400)))
 
-    code, out = rescue_flow_cli("purge", "--older-than", "1")
+    code, out, _ = rescue_flow_cli("purge", "--older-than", "1")
 
     assert (code, out) == (0, "purged 0 finished request(s) older than 1 days\n")
-    _, listed = rescue_flow_cli("status", "--json")
+    _, listed, _ = rescue_flow_cli("status", "--json")
     assert [item["request_id"] for item in json.loads(listed)] == [request.request_id]
