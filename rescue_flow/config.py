@@ -232,10 +232,10 @@ WORKER_OPTS = [
         "remembered_requests",
         default=10000,
         min=0,
-        help="How many finished request ids the worker remembers, to recognize "
-        "and skip a request delivered twice (after a crash or a broker restart). "
-        "Kept in memory only: a restarted worker runs a redelivered request "
-        "again, which the flows make harmless (nothing to do).",
+        help="How many messages the worker keeps a delivery count for, to apply "
+        "[worker] max_delivery_attempts (at least 1000 are kept, whatever this "
+        "says). Kept in memory only. A request delivered twice is recognized by "
+        "its request id in the history ([persistence] connection), not here.",
     ),
 ]
 
@@ -254,7 +254,38 @@ PERSISTENCE_OPTS = [
         default=30,
         min=1,
         help="Finished requests older than this many days are purged "
-        "automatically by the worker (and by 'rescue-flow purge').",
+        "by the worker when it starts and once a day after that. 'rescue-flow "
+        "purge --older-than DAYS' purges by hand.",
+    ),
+]
+
+METRICS_OPTS = [
+    cfg.BoolOpt(
+        "enabled",
+        default=False,
+        help="Serve Prometheus metrics over HTTP at "
+        "http://<bind_host>:<port>/metrics while the worker runs: requests "
+        "received and rejected, flows by outcome, step durations, flows in "
+        "flight, queued requests, how long requests waited, quarantined "
+        "instances. The endpoint has no authentication and no TLS.",
+    ),
+    cfg.HostAddressOpt(
+        "bind_host",
+        default="127.0.0.1",
+        help="Address the metrics endpoint listens on. The default answers only "
+        "on this host; set this host's management address (or 0.0.0.0) for a "
+        "Prometheus server elsewhere, and allow only that server through the "
+        "firewall.",
+    ),
+    cfg.PortOpt(
+        "port",
+        default=9797,
+        help="TCP port of the metrics endpoint. Prometheus' list of exporter "
+        "ports (9100-9999) has no free number left, so this is a fixed choice "
+        "that stays clear of what runs on a Hyper-V compute host "
+        "(windows_exporter 9182, Prometheus 9090, RabbitMQ's 15692); change it "
+        "if something else here uses it ('rescue-flow worker --check' tells). "
+        "0 takes any free port and logs it (for tests).",
     ),
 ]
 
@@ -266,6 +297,7 @@ _GROUPS: list[tuple[str | None, Sequence[cfg.Opt]]] = [
     ("nova", NOVA_OPTS),
     ("worker", WORKER_OPTS),
     ("persistence", PERSISTENCE_OPTS),
+    ("metrics", METRICS_OPTS),
 ]
 
 

@@ -21,10 +21,11 @@ How a request travels, and when each message is acknowledged
    (Not an RPC cast: the RPC server acks before it runs the method, and a cast
    to a queue nobody declared yet is dropped.)
 3. The host's worker (:mod:`rescue_flow.worker`) takes the request from its
-   queue and keeps it unacknowledged until the flow has finished and the
-   result notification is out. A worker crash, or a broker restart, while it
-   runs means redelivery; finished request ids are remembered (in memory, for
-   now) and a redelivered one is acknowledged without running again.
+   queue, records it durably in its history, and only then acknowledges it;
+   the flow runs afterwards, from the history. A crash before the record
+   means redelivery; after it, the worker resumes the request at its next
+   start. A redelivered request id found in the history is acknowledged
+   without running again (and its result, if any, is sent again).
 
 Failures, in the intake and in the worker alike:
 
@@ -50,13 +51,12 @@ instead queues messages per instance, in the order the broker delivered them.
 A requeued message comes back behind those already delivered, so a retry
 may run after a later request for the same instance.
 
-Holding messages unacknowledged: with the default unbounded prefetch
-(``[oslo_messaging_rabbit] rabbit_qos_prefetch_count = 0``) a worker takes
-every request of its queue at once and holds them until each has run.
-RabbitMQ closes a channel that holds a delivery longer than its
-``consumer_timeout`` (30 minutes by default); the worker then reconnects and
-the requests come again (duplicates are skipped). A long backlog on one host
-wants a prefetch count of a few times ``[worker] max_concurrent_flows``.
+Holding messages unacknowledged: a message is held only while it is
+recorded (the worker) or routed (the intake), which takes milliseconds, so
+RabbitMQ's ``consumer_timeout`` (30 minutes by default) is not reached
+however long flows run; requests waiting for a flow wait in the history,
+not in the broker. Messages wait behind one another only per instance, in
+arrival order.
 
 Two habits of the rabbit driver are worked around in
 :class:`rescue_flow.consumer._Settlements`: it drops, without acking, a
@@ -72,7 +72,7 @@ from typing import Any
 
 import oslo_messaging
 
-from rescue_flow import consumer, exceptions, messaging, nova, protocol
+from rescue_flow import consumer, exceptions, logs, messaging, nova, protocol
 
 LOG = logging.getLogger(__name__)
 
@@ -97,11 +97,13 @@ class NovaIntake:
         action = nova.action_of(message.get("event_type"))
         if action is None:
             return messaging.HANDLED  # one of Nova's many other events
-        return protocol.bounded_attempts(
-            self._attempts, str(message.get("message_id")), self.max_attempts,
-            lambda: self._handle(context, message, action),
-            lambda reason: self._invalid(reason, message, action),
-            what=f"Nova notification {message.get('message_id')}")
+        # Nova's own request id, the one nova-compute's log lines show.
+        with logs.request_context(context.get("request_id"), nova.instance_uuid_of(message)):
+            return protocol.bounded_attempts(
+                self._attempts, str(message.get("message_id")), self.max_attempts,
+                lambda: self._handle(context, message, action),
+                lambda reason: self._invalid(reason, message, action),
+                what=f"Nova notification {message.get('message_id')}")
 
     def _handle(self, context: Mapping[str, Any], message: Mapping[str, Any],
                 action: str) -> Any:

@@ -1,16 +1,28 @@
-"""Logging for every command, through oslo.log.
+"""Logging for every command, through oslo.log, and the request on each line.
 
 The worker logs at INFO (``--debug``: DEBUG, every os-win call included).
 Foreground commands print what the operator needs themselves, so they log
 only warnings; TaskFlow's own report of a failed step (a traceback) is
 dropped there, since the command prints the failed step and its error.
+
+While a request is handled (its intake, its flow, each task, each os-win
+call) :func:`request_context` keeps an oslo.context ``RequestContext`` for
+the thread, so oslo.log writes every line with
+``logging_context_format_string``, which names the request id and the
+instance (``[None <request id> - - - - - -] [instance: <uuid>] ...``), as
+nova-compute's own lines do. Flows run on the worker's pool threads and
+tasks run on the thread of their flow (TaskFlow's serial engine), so one
+context per job covers every line of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+from oslo_context import context as oslo_context
 from oslo_log import log as oslo_logging
 
 
@@ -21,3 +33,28 @@ def setup(conf: Any, daemon: bool) -> None:
     if not daemon:
         logging.getLogger().setLevel(logging.WARNING)
         logging.getLogger("taskflow").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def request_context(request_id: Any, instance_uuid: Any) -> Iterator[None]:
+    """Name ``request_id`` and ``instance_uuid`` on every log line of this
+    thread until the block ends; the context before it comes back after."""
+    previous = oslo_context.get_current()
+    oslo_context.RequestContext(
+        request_id=request_id if isinstance(request_id, str) and request_id else "-",
+        resource_uuid=instance_uuid if isinstance(instance_uuid, str) else None,
+        overwrite=True)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            previous.update_store()
+        else:
+            _clear_context()
+
+
+def _clear_context() -> None:
+    # oslo.context stores the current context in a thread-local and offers no
+    # call to remove it; a pool thread must not keep naming the last request.
+    # tests/functional/test_operations.py fails if this stops working.
+    oslo_context._request_store.__dict__.pop("context", None)

@@ -10,14 +10,16 @@ by TaskFlow; a revert that fails quarantines the instance.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import taskflow.engines
 from taskflow import states as tf_states
 
-from rescue_flow import exceptions, hyperv, observe, requests, states
+from rescue_flow import exceptions, hyperv, logs, observe, requests, states
 from rescue_flow.flows import get_cleanup_flow, get_rescue_flow, get_unrescue_flow
 from rescue_flow.hyperv.host import HyperVHost
 from rescue_flow.locks import instance_lock
@@ -36,6 +38,18 @@ _START = {requests.RESCUE: (states.ACTIVE, states.START_RESCUE),
           requests.UNRESCUE: (states.RESCUED, states.START_UNRESCUE),
           CLEANUP: (states.LEFTOVERS, states.START_CLEANUP)}
 _LEFTOVER_KEYS = ("rescue_vm_leftover", "rescue_disk_leftover")
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _logged_as_request(method: _Method) -> _Method:
+    """Every log line during the call names the request and its instance."""
+    @functools.wraps(method)
+    def wrapper(self: Any, item: Any, *args: Any, **kwargs: Any) -> Any:
+        request = item.request if isinstance(item, RequestRecord) else item
+        with logs.request_context(request.request_id, request.instance_uuid):
+            return method(self, item, *args, **kwargs)
+    return cast(_Method, wrapper)
 
 
 class FlowRunner:
@@ -66,6 +80,7 @@ class FlowRunner:
 
     # Entry points ------------------------------------------------------
 
+    @_logged_as_request
     def handle(self, request: requests.Request,
                on_step: StepCallback | None = None) -> Result:
         """Record the request (once per request id), then execute it."""
@@ -75,6 +90,7 @@ class FlowRunner:
                 return self._duplicate(record)
         return self.execute(request, on_step)
 
+    @_logged_as_request
     def execute(self, request: requests.Request,
                 on_step: StepCallback | None = None) -> Result:
         """Run an accepted request to its end and record the result."""
@@ -86,6 +102,7 @@ class FlowRunner:
             result = refused
         return self._finish(result)
 
+    @_logged_as_request
     def resume(self, record: RequestRecord, on_step: StepCallback | None = None) -> Result:
         """Finish a request that a crash interrupted, from its last recorded step."""
         request = record.request

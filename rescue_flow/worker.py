@@ -27,14 +27,19 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import oslo_messaging
 
-from rescue_flow import consumer, exceptions, hyperv, listener, messaging, protocol
+from rescue_flow import consumer, exceptions, hyperv, listener, logs, messaging, protocol
+from rescue_flow.metrics import INTERRUPTED, Metrics, MetricsServer
 from rescue_flow.outcome import Outcome, Result
-from rescue_flow.persistence.history import History, RequestRecord
+from rescue_flow.persistence import schema
+from rescue_flow.persistence.history import History, RequestRecord, utcnow
+from rescue_flow.progress import StepEvent
+from rescue_flow.quarantine import QuarantineList
 from rescue_flow.requests import Request
 from rescue_flow.runner import FlowRunner
 from rescue_flow.scheduler import KeyedScheduler
@@ -48,10 +53,11 @@ class FlowQueue:
     """Runs recorded requests: per instance in order, a bounded number at once."""
 
     def __init__(self, runner: Any, results: protocol.Results, max_workers: int,
-                 notify_steps: bool = False) -> None:
+                 notify_steps: bool = False, metrics: Metrics | None = None) -> None:
         self.runner = runner
         self.results = results
         self.notify_steps = notify_steps
+        self.metrics = metrics or Metrics()
         self.scheduler = KeyedScheduler(max_workers, name="flow")
         self.stats = {"ran": 0, "resumed": 0, "crashed": 0}
         self._lock = threading.Lock()
@@ -61,24 +67,47 @@ class FlowQueue:
             self.stats[name] += 1
 
     def submit(self, request: Request, progress: bool = False) -> None:
-        self.scheduler.submit(request.instance_uuid, self._run, request, progress)
+        self.scheduler.submit(request.instance_uuid, self._run, request, progress,
+                              time.monotonic())
 
     def resume(self, record: RequestRecord) -> None:
         self.scheduler.submit(record.request.instance_uuid, self._resume, record)
 
-    def _run(self, request: Request, progress: bool) -> None:
-        on_step = ((lambda event: self.results.step(request, event))
-                   if progress or self.notify_steps else None)
-        LOG.info("Running %s of instance %s (request %s)", request.action,
-                 request.instance_uuid, request.request_id)
-        self._settle(request, lambda: self.runner.execute(request, on_step=on_step), "ran")
+    def _on_step(self, request: Request, progress: bool) -> Any:
+        send = progress or self.notify_steps
+
+        def on_step(event: StepEvent) -> None:
+            self.metrics.step(event)
+            if send:
+                self.results.step(request, event)
+        return on_step
+
+    def _run(self, request: Request, progress: bool, submitted: float) -> None:
+        with logs.request_context(request.request_id, request.instance_uuid):
+            on_step = self._on_step(request, progress)
+            LOG.info("Running %s of instance %s (request %s)", request.action,
+                     request.instance_uuid, request.request_id)
+            self._settle(request, lambda: self.runner.execute(request, on_step=on_step),
+                         "ran", time.monotonic() - submitted)
 
     def _resume(self, record: RequestRecord) -> None:
-        self._settle(record.request, lambda: self.runner.resume(record), "resumed")
+        request = record.request
+        # A request that never started waited from being recorded, across a
+        # restart; one a crash interrupted has no such wait.
+        waited = ((utcnow() - record.received_at).total_seconds()
+                  if record.state == schema.ACCEPTED else None)
+        with logs.request_context(request.request_id, request.instance_uuid):
+            on_step = self._on_step(request, False)
+            self._settle(request, lambda: self.runner.resume(record, on_step=on_step),
+                         "resumed", waited)
 
-    def _settle(self, request: Request, run: Any, counter: str) -> None:
+    def _settle(self, request: Request, run: Any, counter: str,
+                waited: float | None) -> None:
+        self.metrics.flow_started(waited)
+        outcome = INTERRUPTED
         try:
             result = run()
+            outcome = result.outcome.value
         except Exception:
             # Not a flow failure (those are results): the database or the
             # state folder failed us. The request stays recorded, unfinished,
@@ -87,6 +116,8 @@ class FlowQueue:
             LOG.exception("Request %s stopped short; it resumes when the worker "
                           "starts again", request.request_id)
             return
+        finally:
+            self.metrics.flow_ended(request.action, outcome)
         self._count(counter)
         notify(self.results, result)
 
@@ -120,12 +151,14 @@ class RequestIntake:
     """Records each request from this host's queue, then lets its message go."""
 
     def __init__(self, history: History, flows: FlowQueue, results: protocol.Results,
-                 host: str, max_attempts: int, remembered: int = 10000) -> None:
+                 host: str, max_attempts: int, remembered: int = 10000,
+                 metrics: Metrics | None = None) -> None:
         self.history = history
         self.flows = flows
         self.results = results
         self.host = host
         self.max_attempts = max_attempts
+        self.metrics = metrics or flows.metrics
         self._attempts = protocol.BoundedRecord(max(remembered, 1000))
         self.stats = {"received": 0, "accepted": 0, "duplicates": 0, "invalid": 0,
                       "requeued": 0, "gave_up": 0}
@@ -134,16 +167,25 @@ class RequestIntake:
     def _count(self, name: str) -> None:
         with self._stats_lock:
             self.stats[name] += 1
+        if name in _REJECTED:
+            self.metrics.rejected(_REJECTED[name])
 
     def __call__(self, context: Mapping[str, Any], message: Mapping[str, Any]) -> Any:
-        self._count("received")
-        key = str(message.get("message_id"))
-        outcome = protocol.bounded_attempts(
-            self._attempts, key, self.max_attempts, lambda: self._accept(message),
-            lambda reason: self._give_up(reason, message), what=f"Request message {key}")
-        if outcome == messaging.REQUEUE:
-            self._count("requeued")
-        return outcome
+        fields = _payload_fields(message)
+        request_id = fields.get("request_id")
+        with logs.request_context(
+                request_id if isinstance(request_id, str) else message.get("message_id"),
+                fields.get("instance_uuid")):
+            self._count("received")
+            self.metrics.received(fields.get("source"))
+            key = str(message.get("message_id"))
+            outcome = protocol.bounded_attempts(
+                self._attempts, key, self.max_attempts, lambda: self._accept(message),
+                lambda reason: self._give_up(reason, message),
+                what=f"Request message {key}")
+            if outcome == messaging.REQUEUE:
+                self._count("requeued")
+            return outcome
 
     def _accept(self, message: Mapping[str, Any]) -> Any:
         try:
@@ -185,6 +227,10 @@ class RequestIntake:
             outcome=Outcome.FAILED, reason=reason))
 
 
+# RequestIntake's counts that are rejections, and their metric's reason.
+_REJECTED = {"invalid": "invalid", "duplicates": "duplicate", "gave_up": "gave_up"}
+
+
 def _payload_fields(message: Mapping[str, Any]) -> Mapping[str, Any]:
     payload = message.get("payload")
     return payload if isinstance(payload, dict) else {}
@@ -205,11 +251,16 @@ class Worker:
             History.from_conf(conf)
         if runner is None:
             runner = FlowRunner.from_conf(conf, hyperv.get_host(conf), self.history)
+        self.metrics = Metrics()
+        quarantine = QuarantineList.from_conf(conf)
+        self.metrics.watch_quarantine(lambda: len(quarantine.all()))
         self.flows = FlowQueue(runner, self.results, conf.worker.max_concurrent_flows,
-                               conf.worker.notify_steps)
+                               conf.worker.notify_steps, self.metrics)
+        self.metrics.watch_queue(lambda: self.flows.running_and_waiting()[1])
+        self.metrics_server: MetricsServer | None = None
         self.handler = RequestIntake(self.history, self.flows, self.results,
-                                             self.host, conf.worker.max_delivery_attempts,
-                                             conf.worker.remembered_requests)
+                                     self.host, conf.worker.max_delivery_attempts,
+                                     conf.worker.remembered_requests, self.metrics)
         target = oslo_messaging.Target(
             exchange=conf.worker.exchange,
             topic=protocol.request_topic(conf.worker.requests_topic, self.host))
@@ -228,6 +279,8 @@ class Worker:
                                         daemon=True)
 
     def start(self) -> None:
+        if self.conf.metrics.enabled:
+            self._serve_metrics()
         self.purge()
         unfinished = self.history.unfinished()
         for record in unfinished:
@@ -240,6 +293,18 @@ class Worker:
                  "resume%s", self.host, self.conf.worker.max_concurrent_flows,
                  len(unfinished), f", taking Nova's events from pool {self.conf.nova.pool}"
                  if self.intake else "")
+
+    def _serve_metrics(self) -> None:
+        host, port = self.conf.metrics.bind_host, self.conf.metrics.port
+        try:
+            self.metrics_server = MetricsServer(self.metrics.registry, host, port)
+        except OSError as exc:
+            # Rescues matter more than their metrics: run without, say so
+            # loudly; 'rescue-flow worker --check' reports the same.
+            LOG.error("Could not serve metrics on %s port %s: %s; running without "
+                      "them", host, port, exc)
+            return
+        LOG.info("Serving Prometheus metrics at %s", self.metrics_server.url)
 
     def purge(self) -> int:
         days = self.conf.persistence.history_days
@@ -274,6 +339,8 @@ class Worker:
         if self.nova_transport is not None:
             self.nova_transport.cleanup()
         self.history.close()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         LOG.info("Worker for host %s stopped", self.host)
 
     def running_and_waiting(self) -> tuple[int, int]:
