@@ -35,6 +35,11 @@ _table = schema.requests_table
 _atomdetails = sa.table("atomdetails", sa.column("uuid"), sa.column("parent_uuid"),
                         sa.column("created_at"))
 _LAST = datetime.datetime.max
+# TaskFlow indexes neither parent_uuid column, yet reads a flow's steps by
+# parent_uuid on every flow state change: each flow scanned every step ever
+# recorded (bench B1h: 2.2x the per-flow cost at 10,000 flows than at 100).
+_PARENT_INDEXES = (("flowdetails", "rescue_flow_flowdetails_parent_idx"),
+                   ("atomdetails", "rescue_flow_atomdetails_parent_idx"))
 
 
 def _started(book: models.LogBook) -> list[models.FlowDetail]:
@@ -88,6 +93,10 @@ class History:
         with contextlib.closing(self.backend.get_connection()) as connection:
             connection.upgrade()
         schema.metadata.create_all(self.engine)
+        taskflow_tables = sa.MetaData()
+        for table, name in _PARENT_INDEXES:
+            parent = sa.Table(table, taskflow_tables, sa.Column("parent_uuid", sa.String(36)))
+            sa.Index(name, parent.c.parent_uuid).create(self.engine, checkfirst=True)
 
     def close(self) -> None:
         """Close the pooled database connections (TaskFlow leaves the engine open)."""
