@@ -18,6 +18,8 @@ from collections.abc import Sequence
 # deprecated; operators cannot act on that, so it must not greet every command.
 warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
 
+from oslo_config import cfg  # noqa: E402
+
 from rescue_flow import config, logs  # noqa: E402 - after the warnings filter
 
 # Modules that add subcommands, in the order ``--help`` lists them.
@@ -54,8 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         conf_args += ["--config-file", path]
     if args.debug:
         conf_args.append("--debug")
-    conf = config.make_conf(conf_args)
-    logs.setup(conf, daemon=args.command == "worker")
+    try:
+        conf = config.make_conf(conf_args)
+    except cfg.Error as exc:  # a missing or unparsable file; bad values show on use
+        print(f"rescue-flow: cannot load the configuration: {exc}", file=sys.stderr)
+        return 2
+    # The worker logs what it does; its --check prints what it found instead.
+    logs.setup(conf, daemon=args.command == "worker" and not getattr(args, "check", False))
     return int(args.func(conf, args) or 0)
 
 

@@ -141,10 +141,11 @@ def transport_url(conf: cfg.ConfigOpts) -> str | None:
     return conf.oslo_messaging_notifications.transport_url or conf.transport_url
 
 
-def kombu_url(conf: cfg.ConfigOpts) -> str:
-    """The broker of :func:`rescue_transport` as a kombu URL (hosts joined
-    with ';' for failover), for the client's short-lived result queue."""
-    url = oslo_messaging.TransportURL.parse(conf, transport_url(conf))
+def kombu_url(conf: cfg.ConfigOpts, transport: str | None = None) -> str:
+    """The broker of :func:`rescue_transport` (or of the oslo.messaging URL
+    ``transport``) as a kombu URL (hosts joined with ';' for failover), for
+    the client's short-lived result queue and ``worker --check``."""
+    url = oslo_messaging.TransportURL.parse(conf, transport or transport_url(conf))
     scheme = url.transport.replace("kombu+", "").replace("rabbit", "amqp")
     if not url.hosts:
         return f"{scheme}://{url.virtual_host or ''}" if scheme == "memory" else \

@@ -2,9 +2,14 @@
 
 SIGTERM or SIGINT (Ctrl-C; Ctrl-Break on Windows) stops it gracefully: it
 takes no new message, lets the running flows finish (a flow is never cut in
-the middle of a Hyper-V call), and leaves queued requests to the broker,
-which gives them to the next worker of this host. A second signal exits at
-once; the unfinished requests are then redelivered, as after a crash.
+the middle of a Hyper-V call), and leaves the requests it recorded but did
+not start in the history, where the next start finds them; messages it had
+not recorded yet go back to the broker. A second signal exits at once; the
+interrupted flows then resume at the next start, as after a crash.
+
+``--check`` starts nothing: it checks the config, the brokers, the state
+folder, the history database, the Hyper-V host and the metrics port, prints
+one line each, and exits 1 if any failed (:mod:`rescue_flow.checks`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import signal
 import threading
 from typing import Any
 
+from rescue_flow import checks
 from rescue_flow.worker import Worker
 
 LOG = logging.getLogger(__name__)
@@ -28,6 +34,11 @@ def register(subparsers: Any) -> None:
         "worker", help="run the worker daemon for this host ([DEFAULT] host)",
         description="Take this host's requests and Nova's rescue events; run the "
         "flows. Stop with SIGTERM or Ctrl-C.")
+    worker.add_argument(
+        "--check", action="store_true",
+        help="start nothing: check the config, the broker(s), the state folder, the "
+        "history database, the Hyper-V host and the metrics port; print one line "
+        "each and exit 0 if all are ok, 1 if not")
     worker.set_defaults(func=worker_command)
 
 
@@ -37,12 +48,14 @@ def _stop_signals() -> list[int]:
 
 
 def worker_command(conf: Any, args: argparse.Namespace) -> int:
+    if args.check:
+        return checks.run(conf)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
         if stop.is_set():
-            LOG.warning("Second stop signal: exiting now; unfinished requests will be "
-                        "redelivered")
+            LOG.warning("Second stop signal: exiting now; interrupted requests resume "
+                        "at the next start")
             os._exit(EXIT_SECOND_SIGNAL)
         LOG.info("Stop signal %d: finishing the running flows", signum)
         stop.set()
