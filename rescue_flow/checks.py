@@ -20,7 +20,7 @@ import kombu
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from rescue_flow import hyperv, messaging
+from rescue_flow import exceptions, hyperv, messaging
 from rescue_flow.persistence.history import History
 from rescue_flow.quarantine import QuarantineList
 
@@ -79,7 +79,10 @@ def check_config(conf: Any) -> str:
         if isinstance(value, cfg.ConfigOpts.GroupAttr):
             for option in value:
                 value[option]
-    messaging.check_host_name(conf.host)
+    try:
+        messaging.check_host_name(conf.host)
+    except exceptions.InvalidRequest as exc:
+        raise CheckFailed(f"[DEFAULT] host: {exc}") from None
     files = ", ".join(conf.config_file) if conf.config_file else "no config file"
     return f"host {conf.host}, [hyperv] driver = {conf.hyperv.driver} ({files})"
 

@@ -2,7 +2,7 @@
 
 The worker logs at INFO (``--debug``: DEBUG, every os-win call included).
 Foreground commands print what the operator needs themselves, so they log
-only warnings; TaskFlow's own report of a failed step (a traceback) is
+only warnings, to stderr (stdout is theirs: tables, ``--json``); TaskFlow's own report of a failed step (a traceback) is
 dropped there, since the command prints the failed step and its error.
 
 While a request is handled (its intake, its flow, each task, each os-win
@@ -27,6 +27,10 @@ from oslo_log import log as oslo_logging
 
 
 def setup(conf: Any, daemon: bool) -> None:
+    if not daemon:
+        # stdout is the command's own output (tables, --json); oslo.log would
+        # write there when no log file is set, so a warning would corrupt it.
+        conf.set_default("use_stderr", True)
     oslo_logging.setup(conf, "rescue-flow")
     if conf.debug:
         return

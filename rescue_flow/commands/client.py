@@ -4,12 +4,15 @@ The request goes to the durable queue of the instance's host and waits there
 for that host's worker. With ``--wait`` the command shows each step as the
 worker runs it and exits with the result: 0 success or nothing to do, 1 the
 flow failed (and was reverted) or was refused, 3 the instance is quarantined,
-2 bad input, 4 no result in time or the broker is unreachable.
+2 bad input, 4 no result in time or the broker is unreachable. ``--json``
+prints only JSON on stdout: the request as queued, or with ``--wait`` the
+result (the payload of the result notification); errors stay on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -51,6 +54,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=600.0, metavar="S",
                         help="with --wait: give up waiting after S seconds (default "
                         "600); the request stays queued")
+    parser.add_argument("--json", action="store_true",
+                        help="print only JSON: the queued request, or with --wait the "
+                        "result, without the steps")
 
 
 def rescue_command(conf: Any, args: argparse.Namespace) -> int:
@@ -67,12 +73,18 @@ def rescue_command(conf: Any, args: argparse.Namespace) -> int:
     try:
         if not args.wait:
             client.send(request)
-            print(f"queued {request.action} of {request.instance_uuid} for host {host} "
-                  f"(request {request.request_id})", flush=True)
+            if args.json:
+                print(json.dumps(dict(request.to_dict(), queued=True), indent=2,
+                                 sort_keys=True), flush=True)
+            else:
+                print(f"queued {request.action} of {request.instance_uuid} for host "
+                      f"{host} (request {request.request_id})", flush=True)
             return 0
-        print(f"{request.action} {request.instance_uuid} on {host} "
-              f"(request {request.request_id}):", flush=True)
-        result = client.submit(request, wait=True, timeout=args.timeout, on_step=print_step)
+        if not args.json:
+            print(f"{request.action} {request.instance_uuid} on {host} "
+                  f"(request {request.request_id}):", flush=True)
+        result = client.submit(request, wait=True, timeout=args.timeout,
+                               on_step=None if args.json else print_step)
     except WaitTimedOut as exc:
         print(f"{prog}: {exc}; it stays queued for host {host}: is its worker running?",
               file=sys.stderr)
@@ -88,6 +100,9 @@ def rescue_command(conf: Any, args: argparse.Namespace) -> int:
     finally:
         client.close()
     assert result is not None
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, sort_keys=True), flush=True)
+        return exit_code(result)
     print_result(result)
     if result.failed_step:
         print(f"  failed step: {result.failed_step}", flush=True)
