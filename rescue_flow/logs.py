@@ -2,8 +2,9 @@
 
 The worker logs at INFO (``--debug``: DEBUG, every os-win call included).
 Foreground commands print what the operator needs themselves, so they log
-only warnings, to stderr (stdout is theirs: tables, ``--json``); TaskFlow's own report of a failed step (a traceback) is
-dropped there, since the command prints the failed step and its error.
+only warnings, and to stderr (stdout is theirs: tables, ``--json``);
+TaskFlow's own report of a failed step (a traceback) is dropped there, since
+the command prints the failed step and its error.
 
 While a request is handled (its intake, its flow, each task, each os-win
 call) :func:`request_context` keeps an oslo.context ``RequestContext`` for

@@ -25,7 +25,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 
 from rescue_flow.outcome import Outcome
 from rescue_flow.progress import StepEvent
@@ -152,6 +159,10 @@ class MetricsServer:
     """prometheus_client's HTTP server for one registry, on its own thread."""
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        # A "<name>_created" gauge beside every counter and histogram doubles
+        # the series for a timestamp nobody here queries. The switch is
+        # process-wide; the worker's process serves no other metrics.
+        disable_created_metrics()
         self._server, self._thread = start_http_server(port, addr=host, registry=registry)
         self.host = host
         self.port = int(self._server.server_port)  # the real one when port was 0
