@@ -4,6 +4,11 @@
 message is acknowledged, so it alone asks SQLite for a full fsync; step
 updates that follow may lose their last moments on a power cut (never on a
 killed process), and a resumed flow re-runs that step, idempotently.
+Accepts commit in groups: those that arrive while one is being written
+wait, and the next writer records them all in one fsynced transaction;
+each returns only once its own row is durable. One fsync per request let
+the worker take 310 requests/s where a bare listener takes 1,160 (bench
+B5); SQLite writers queue behind each other's fsync, in its busy handler.
 
 Each request gets a TaskFlow logbook; each flow run for it (a clean-up, then
 the rescue, say) a flow detail in that book, which is what a resume loads.
@@ -15,6 +20,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -76,11 +82,35 @@ class RequestRecord:
                    row.received_at, row.finished_at)
 
 
+class _Accept:
+    """One accept waiting for the group commit that records it."""
+
+    def __init__(self, request: Request, row: dict[str, Any]) -> None:
+        self.request = request
+        self.row = row
+        self.done = False
+        self._answer: tuple[bool, RequestRecord] | None = None
+        self._error: Exception | None = None
+
+    def finish(self, answer: tuple[bool, RequestRecord] | None = None,
+               error: Exception | None = None) -> None:
+        self._answer, self._error, self.done = answer, error, True
+
+    def answer(self) -> tuple[bool, RequestRecord]:
+        if self._error is not None:
+            raise self._error
+        assert self._answer is not None
+        return self._answer
+
+
 class History:
     def __init__(self, engine: sa.engine.Engine, host: str) -> None:
         self.engine = engine
         self.backend = FastSQLAlchemyBackend(engine)
         self.host = host
+        self._group = threading.Condition()
+        self._waiting: list[_Accept] = []
+        self._writing = False
 
     @classmethod
     def from_conf(cls, conf: Any) -> History:
@@ -120,20 +150,64 @@ class History:
 
     def accept(self, request: Request) -> tuple[bool, RequestRecord]:
         """Record ``request`` durably; ``(False, earlier record)`` for a duplicate."""
-        row = {"request_id": request.request_id, "action": request.action,
-               "instance_uuid": request.instance_uuid, "host": request.host or self.host,
-               "source": request.source, "request": json.dumps(request.to_dict()),
-               "state": schema.ACCEPTED, "received_at": utcnow()}
+        mine = _Accept(request, {
+            "request_id": request.request_id, "action": request.action,
+            "instance_uuid": request.instance_uuid, "host": request.host or self.host,
+            "source": request.source, "request": json.dumps(request.to_dict()),
+            "state": schema.ACCEPTED, "received_at": utcnow()})
+        with self._group:
+            self._waiting.append(mine)
+            while not mine.done and self._writing:
+                self._group.wait()
+            if mine.done:  # a writer recorded it with its own group
+                return mine.answer()
+            self._writing = True
+            group, self._waiting = self._waiting, []
+        try:
+            self._record(group)
+        finally:
+            with self._group:
+                self._writing = False
+                self._group.notify_all()
+        return mine.answer()
+
+    def _record(self, group: list[_Accept]) -> None:
+        """Insert the group's new request ids in one fsynced transaction."""
+        ids = [accept.request.request_id for accept in group]
+        fresh: dict[str, _Accept] = {}
         try:
             with self._fsynced() as connection:
-                connection.execute(_table.insert().values(**row))
-        except sa.exc.IntegrityError:
-            earlier = self.get(request.request_id)
-            assert earlier is not None, "an IntegrityError means the row exists"
-            return False, earlier
-        record = self.get(request.request_id)
-        assert record is not None
-        return True, record
+                known = set(connection.execute(sa.select(_table.c.request_id).where(
+                    _table.c.request_id.in_(ids))).scalars())
+                for accept in group:
+                    if accept.request.request_id not in known:
+                        fresh.setdefault(accept.request.request_id, accept)
+                if fresh:
+                    connection.execute(_table.insert(),
+                                       [accept.row for accept in fresh.values()])
+        except sa.exc.IntegrityError as exc:
+            # Another process recorded one of these ids since our SELECT.
+            if len(group) > 1:
+                for accept in group:
+                    self._record([accept])
+                return
+            fresh.clear()
+            if self.get(ids[0]) is None:
+                group[0].finish(error=exc)
+                return
+        except Exception as exc:
+            for accept in group:
+                accept.finish(error=exc)
+            return
+        for accept in group:
+            if fresh.get(accept.request.request_id) is accept:
+                accept.finish(answer=(True, RequestRecord(
+                    accept.request, schema.ACCEPTED, None, None, None,
+                    accept.row["received_at"], None)))
+            else:
+                earlier = self.get(accept.request.request_id)
+                assert earlier is not None, "a known request id has its row"
+                accept.finish(answer=(False, earlier))
 
     def get(self, request_id: str) -> RequestRecord | None:
         with self.engine.connect() as connection:
