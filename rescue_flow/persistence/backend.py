@@ -20,12 +20,15 @@ docs/benchmarks.md).
 
 from __future__ import annotations
 
+import collections
+import copy
 import os
 import threading
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import pool as sa_pool
+from taskflow import exceptions as tf_exc
 from taskflow.persistence.backends import impl_sqlalchemy
 
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
@@ -108,21 +111,128 @@ class FastConnection(impl_sqlalchemy.Connection):
                 self._update_atom_details(conn, ad, e_ad)
 
 
+class _Gone(Exception):
+    """A remembered row is no longer in the database."""
+
+
+class RememberingConnection(FastConnection):
+    """Remembers each row it read or wrote, so that a save needs no read first.
+
+    TaskFlow reads a step's row (and on a flow save, every step's) before
+    each write, only to merge into it what it then writes whole. Here a save
+    of a row this connection has seen compares with what it remembers and
+    writes the changed columns, without reading. Safe because one flow is
+    only ever run by one process at a time (the instance lock), and a
+    process resumes flows only at its start, before it remembers anything.
+    A row that is gone (purged) falls back to TaskFlow's read, which raises
+    NotFound. At most ``size`` rows are remembered.
+    """
+
+    def __init__(self, backend: Any, upgrade_lock: Any, size: int = 4096) -> None:
+        super().__init__(backend, upgrade_lock)
+        self._size = size
+        self._known: collections.OrderedDict[str, dict[str, Any]] = \
+            collections.OrderedDict()
+        self._known_lock = threading.Lock()
+
+    def _remember(self, uuid: str, values: dict[str, Any]) -> None:
+        values = copy.deepcopy(values)
+        with self._known_lock:
+            self._known[uuid] = values
+            self._known.move_to_end(uuid)
+            while len(self._known) > self._size:
+                self._known.popitem(last=False)
+
+    def _recall(self, uuid: str) -> dict[str, Any] | None:
+        with self._known_lock:
+            return self._known.get(uuid)
+
+    def _forget(self, *uuids: str) -> None:
+        with self._known_lock:
+            for uuid in uuids:
+                self._known.pop(uuid, None)
+
+    # TaskFlow's own paths, which read first: remember what they leave.
+
+    def _insert_atom_details(self, conn: Any, ad: Any, parent_uuid: str) -> None:
+        super()._insert_atom_details(conn, ad, parent_uuid)
+        self._remember(ad.uuid, ad.to_dict())
+
+    def _update_atom_details(self, conn: Any, ad: Any, e_ad: Any) -> None:
+        super()._update_atom_details(conn, ad, e_ad)
+        self._remember(e_ad.uuid, e_ad.to_dict())
+
+    def _insert_flow_details(self, conn: Any, fd: Any, parent_uuid: str) -> None:
+        super()._insert_flow_details(conn, fd, parent_uuid)
+        self._remember(fd.uuid, fd.to_dict())
+
+    def _update_flow_details(self, conn: Any, fd: Any, e_fd: Any) -> None:
+        super()._update_flow_details(conn, fd, e_fd)
+        self._remember(e_fd.uuid, e_fd.to_dict())
+
+    # Saves of remembered rows: no read.
+
+    def _write(self, conn: Any, statement: Any, uuid: str, before: dict[str, Any],
+               after: dict[str, Any]) -> None:
+        changed = _changed(before, after)
+        if changed and conn.execute(statement, {"_uuid": uuid, **changed}).rowcount != 1:
+            raise _Gone(uuid)
+
+    def update_atom_details(self, atom_detail: Any) -> Any:
+        before = self._recall(atom_detail.uuid)
+        if before is None:
+            return super().update_atom_details(atom_detail)
+        after = atom_detail.to_dict()
+        try:
+            with self._engine.begin() as conn:
+                self._write(conn, self._atom_update, atom_detail.uuid, before, after)
+        except _Gone:
+            self._forget(atom_detail.uuid)
+            return super().update_atom_details(atom_detail)
+        except sa.exc.SQLAlchemyError as exc:
+            raise tf_exc.StorageFailure(
+                f"Failed updating atom details with uuid '{atom_detail.uuid}'", exc) from exc
+        self._remember(atom_detail.uuid, after)
+        return atom_detail
+
+    def update_flow_details(self, flow_detail: Any) -> Any:
+        rows = [(flow_detail, self._flow_update)] + [(ad, self._atom_update)
+                                                    for ad in flow_detail]
+        known = [self._recall(detail.uuid) for detail, _ in rows]
+        if any(before is None for before in known):  # a new step: TaskFlow inserts it
+            return super().update_flow_details(flow_detail)
+        after = [detail.to_dict() for detail, _ in rows]
+        try:
+            with self._engine.begin() as conn:
+                for (detail, statement), old, new in zip(rows, known, after, strict=True):
+                    assert old is not None
+                    self._write(conn, statement, detail.uuid, old, new)
+        except _Gone:
+            self._forget(*(detail.uuid for detail, _ in rows))
+            return super().update_flow_details(flow_detail)
+        except sa.exc.SQLAlchemyError as exc:
+            raise tf_exc.StorageFailure(
+                f"Failed updating flow details with uuid '{flow_detail.uuid}'", exc) from exc
+        for (detail, _), new in zip(rows, after, strict=True):
+            self._remember(detail.uuid, new)
+        return flow_detail
+
+
 class FastSQLAlchemyBackend(impl_sqlalchemy.SQLAlchemyBackend):
     """TaskFlow's SQL backend with one reusable connection object per backend."""
 
     def __init__(self, engine: sa.engine.Engine) -> None:
         super().__init__({"connection": str(engine.url)}, engine=engine)
-        self._connection: FastConnection | None = None
+        self._connection: RememberingConnection | None = None
         self._connection_lock = threading.Lock()
 
-    def get_connection(self) -> FastConnection:
+    def get_connection(self) -> RememberingConnection:
         # TaskFlow closes connections with contextlib.closing(); the stock
         # Connection.close() does nothing, so sharing one is safe: each call
         # on it checks a pooled DB connection out and back in.
         with self._connection_lock:
             if self._connection is None:
-                connection = FastConnection(self, upgrade_lock=self._upgrade_lock)
+                connection = RememberingConnection(self, upgrade_lock=self._upgrade_lock)
                 if not self._validated:  # type: ignore[has-type]
                     connection.validate(max_retries=self._max_retries)
                     self._validated = True
