@@ -288,7 +288,7 @@ def same_calls(sim: SimulatedHost, variants: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(ctx: harness.Context) -> dict[str, Any]:
-    rounds, warmup = (10, 2) if ctx.quick else (150, 5)
+    rounds, warmup = (10, 2) if ctx.quick else (120, 5)
     _conf, sim, variants, _uuid = build(ctx.folder("b1"))
     with harness.quiet():
         calls = same_calls(sim, variants)

@@ -80,7 +80,7 @@ def one_sample(worker_conf: Any, sim: Any, notifier: Any, index: int,
 
 def run(ctx: harness.Context) -> dict[str, Any]:
     assert ctx.rabbit_url is not None
-    samples, scale = (3, 0.25) if ctx.quick else (15, 1.0)
+    samples, scale = (3, 0.25) if ctx.quick else (12, 1.0)
     names = f"rf-bench-b2-{uuid.uuid4().hex[:8]}"
     conf = harness.make_conf(ctx.folder("b2"), host=HOST, url=ctx.rabbit_url, names=names)
     sim, uuids = harness.seed_host(conf, samples + 1)
