@@ -333,6 +333,9 @@ def run(ctx: harness.Context) -> dict[str, Any]:
             "memory_vs_script": round(med["memory"] / med["script"], 3),
         },
         "rounds": rounds,
+        "summary": f"cycle script {med['script']:.1f} ms, in-memory {med['memory']:.1f} ms, "
+                   f"durable {med['durable']:.1f} ms; durable adds "
+                   f"{(med['durable'] - med['memory']) / 2:.1f} ms/flow",
         "ratio": round(ratio, 3),
         "goal": f"durable / in-memory TaskFlow (median cycle) <= {GOAL}",
         "met": harness.verdict(ratio, GOAL),
