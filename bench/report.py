@@ -46,12 +46,98 @@ def run_block(results: dict[str, Any]) -> str:
         "- Versions: Python " + str(machine.get("python")) + ", "
         + ", ".join(f"{name} {value}" for name, value in versions.items()),
         f"- Broker: {run.get('broker')}",
+        *(f"- Rerun on {rerun['date']}: {', '.join(rerun['ids'])} (`{rerun['command']}`)"
+          for rerun in run.get("reruns", [])),
     ])
+
+
+def _row(*cells: Any) -> str:
+    return "| " + " | ".join(_fmt(cell) for cell in cells) + " |"
+
+
+def _dist(d: dict[str, Any]) -> str:
+    return f"{d['median']:.1f} / {d['p95']:.1f} / {d['p99']:.1f} / {d['max']:.1f}"
+
+
+def _b1(r: dict[str, Any]) -> list[str]:
+    lines = ["| B1 variant | cycle ms: median / p95 / p99 / max | host ms per cycle | "
+             "host share | fsync ms per cycle | fsync share |", "|---|---|---|---|---|---|"]
+    for name, v in r["variants"].items():
+        lines.append(_row(name, _dist(v["cycle_ms"]), v["host_ms_per_cycle"],
+                          v["host_share"], v["fsync_ms_per_cycle"], v["fsync_share"]))
+    ratios = ", ".join(f"{k} {v}" for k, v in r["ratios"].items())
+    over = ", ".join(f"{k} {v} ms" for k, v in r["per_flow_overhead_ms"].items())
+    calls = r["call_log"]
+    return [*lines, "", f"Ratios: {ratios}. Per-flow overhead: {over}. Call logs identical: "
+                    f"{calls['identical']} ({calls['calls_per_cycle']} os-win calls per cycle, "
+                    f"{calls['mutating_calls']:g} state writes); {r['rounds']} rounds."]
+
+
+def _b1h(r: dict[str, Any]) -> list[str]:
+    counts = r["flows_in_history"]
+    return [f"B1h per flow (ms, median / p95 / p99 / max): "
+            f"{counts['small_at_start']}-{counts['small_at_end']} flows in history "
+            f"{_dist(r['per_flow_ms']['small'])}; {counts['big_at_start']:,}-"
+            f"{counts['big_at_end']:,} flows {_dist(r['per_flow_ms']['big'])}; ratio at p95 "
+            f"{r['ratio_p95']}; {r['rounds']} rounds."]
+
+
+def _b2(r: dict[str, Any]) -> list[str]:
+    return [f"B2 ({r['samples']} samples, {r['calls_per_rescue']} os-win calls per rescue, "
+            f"injected latency on the path {r['path_latency_s']} s): publish → rescue VM "
+            f"running {_dist(r['publish_to_running_ms'])} ms (median / p95 / p99 / max); "
+            f"publish → result notification {_dist(r['publish_to_result_ms'])} ms; overhead "
+            f"over the path {_dist(r['overhead_ms'])} ms; ratio p50 {r['ratio_p50']}, "
+            f"p99 {r['ratio_p99']}."]
+
+
+def _b3(r: dict[str, Any]) -> list[str]:
+    lines = ["| B3 scenario | workers | flows | at once | T (s) | makespan (s) | ideal (s) | "
+             "ratio | issue's ideal (s) | ratio to it | CPU (s) | script makespan (s) | "
+             "worker / script |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, v in r["scenarios"].items():
+        lines.append(_row(name, v["workers"], v["hosts"] * v["flows_per_host"],
+                          v["max_concurrent_flows"], v["flow_time_zero_overhead_s"],
+                          v["makespan_s"], v["ideal_s"], v["ratio"],
+                          v["ideal_issue_formula_s"], v["ratio_to_issue_formula"],
+                          v["cpu_s"], v.get("script_makespan_s"), v.get("ratio_to_script")))
+    return lines
+
+
+def _b4(r: dict[str, Any]) -> list[str]:
+    points = ", ".join(f"{p['flows']:,}: {p['rss_mib']} MiB" for p in r["checkpoints"])
+    return [f"B4 RSS after n flows ({r['via']}; state on {r['state_folder']}; SQLAlchemy "
+            f"{r['sqlalchemy']}): {points}."]
+
+
+def _b5(r: dict[str, Any]) -> list[str]:
+    lines = ["| B5 max_concurrent_flows | bare listener (/s, each round) | worker (/s, each "
+             "round) | medians | ratio |", "|---|---|---|---|---|"]
+    for name, v in r["figures"].items():
+        lines.append(_row(name.rsplit("_", 1)[1], ", ".join(map(str, v["bare_per_s"])),
+                          ", ".join(map(str, v["worker_per_s"])),
+                          f"{v['bare_median_per_s']} vs {v['worker_median_per_s']}",
+                          v["ratio"]))
+    return lines
+
+
+DETAILS = {"B1": _b1, "B1h": _b1h, "B2": _b2, "B3": _b3, "B4": _b4, "B5": _b5}
+
+
+def details(results: dict[str, Any]) -> str:
+    parts = []
+    for bench_id, render in DETAILS.items():
+        result = results.get(bench_id)
+        if result and "skipped" not in result and "error" not in result:
+            parts.append("\n".join(render(result)))
+    return "\n\n".join(parts)
 
 
 def update_doc(path: str, results: dict[str, Any]) -> None:
     """Replace the generated part of ``path`` (create the file if needed)."""
-    block = f"{BEGIN}\n\n{run_block(results)}\n\n{table(results)}\n\n{END}"
+    block = (f"{BEGIN}\n\n{run_block(results)}\n\n{table(results)}\n\n"
+             f"Every figure (all of them are in bench/results/latest.json):\n\n"
+             f"{details(results)}\n\n{END}")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()

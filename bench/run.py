@@ -6,6 +6,8 @@ object per benchmark id with at least ``ratio``, ``goal`` and ``met``
 versions, command). A full run also rewrites the generated part of
 ``docs/benchmarks.md`` (between the ``bench:begin`` and ``bench:end``
 markers); ``--quick`` (the CI smoke test) writes only the JSON it is told.
+With ``--only``, the other benchmarks' figures already in the JSON file are
+kept (the rerun is listed in ``run``).
 
 B2, B3 and B5 need RabbitMQ: ``$RESCUE_FLOW_RABBIT_URL``, else
 ``rabbit://guest:guest@127.0.0.1:5672/``. Without a broker they are
@@ -60,6 +62,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def merged(json_path: str | None, results: dict[str, Any],
+           run: dict[str, Any]) -> dict[str, Any]:
+    """``--only``: the new results over the file's others, when it has the same kind of run."""
+    try:
+        with open(json_path or "", encoding="utf-8") as f:
+            earlier = json.load(f)
+    except (OSError, ValueError):
+        return {**results, "run": run}
+    if earlier.get("run", {}).get("quick") != run["quick"]:
+        return {**results, "run": run}
+    combined = {**{k: v for k, v in earlier.items() if k != "run"}, **results}
+    ordered = {k: combined[k] for k in BENCHMARKS if k in combined}
+    rerun = {"date": run["date"], "command": run["command"], "ids": list(results)}
+    previous = earlier["run"]
+    previous["reruns"] = [*previous.get("reruns", []), rerun]
+    return {**ordered, "run": previous}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wanted = [b.strip() for b in args.only.split(",") if b.strip()] or list(BENCHMARKS)
@@ -101,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             harness.log(f"{bench_id}: ratio {result.get('ratio')} goal "
                         f"{result.get('goal')} met {result.get('met')} "
                         f"({result['seconds']} s)")
-    results["run"] = {
+    run = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv),
         "quick": args.quick,
@@ -110,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": harness.versions(url),
         "broker": url if url else f"none ({why})",
     }
+    results = merged(json_path, results, run) if args.only else {**results, "run": run}
     text = json.dumps(results, indent=2, sort_keys=False) + "\n"
     if json_path:
         os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
