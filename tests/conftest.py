@@ -17,6 +17,7 @@ Add new fixtures below, one block per service or concern.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -237,3 +238,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 fixturenames.insert(0, "postgres_url")
         elif _POSTGRES_FIXTURES & set(fixturenames):
             item.add_marker(pytest.mark.postgresql)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """cli.main() sets oslo.log up on the root logger; put it back after."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in ("rescue_flow", "taskflow")}
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+    for name, saved in levels.items():
+        logging.getLogger(name).setLevel(saved)

@@ -232,3 +232,19 @@ def drain_queue(amqp_url: str, queue: str) -> list[dict[str, Any]]:
             if message is None:
                 return taken
             taken.append(messaging.unwrap(message.body))
+
+
+class UnwritableHistory:
+    """A history whose database refuses every write (a full or locked disk)."""
+
+    def accept(self, request: Any) -> Any:
+        raise RuntimeError("database or disk is full")
+
+    def unfinished(self) -> list[Any]:
+        return []
+
+    def purge(self, older_than: Any) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass

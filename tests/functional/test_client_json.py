@@ -8,8 +8,6 @@ topics.
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,20 +21,7 @@ HOST = "hv-json-1"
 TIMEOUT = 20
 
 
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """cli.main() sets oslo.log up on the root logger; put it back after."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
-
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 @pytest.fixture
 def conf(tmp_path, unique_name) -> Any:

@@ -51,23 +51,6 @@ class Lines(logging.Handler):
             self.lines.append((record.name, record.threadName or "", line))
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """cli.main() sets oslo.log up on the root logger; put it back after."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    levels = {name: logging.getLogger(name).level for name in ("rescue_flow", "taskflow")}
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
-    for name, saved in levels.items():
-        logging.getLogger(name).setLevel(saved)
-
 
 @pytest.fixture
 def captured(request) -> Iterator[Any]:

@@ -19,6 +19,7 @@ from msgkit import (
     GEN1_IMAGE,
     GEN2_IMAGE,
     ResultLog,
+    UnwritableHistory,
     legacy_event,
     make_conf,
     nova_context,
@@ -275,22 +276,6 @@ def test_bad_requests_get_error_notifications_and_the_listener_stays_up(
                         host=HOST))
     assert results.result_for("after")["payload"]["outcome"] == "refused"
     assert worker.handler.stats["requeued"] == 0
-
-
-class UnwritableHistory:
-    """A history whose database refuses every write (a full or locked disk)."""
-
-    def accept(self, request: Request) -> Any:
-        raise RuntimeError("database or disk is full")
-
-    def unfinished(self) -> list[Any]:
-        return []
-
-    def purge(self, older_than: Any) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
 
 
 def test_a_request_that_cannot_be_recorded_is_retried_a_bounded_number_of_times(

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from msgkit import GEN1_IMAGE, ResultLog, make_conf, seed_host
+from msgkit import GEN1_IMAGE, ResultLog, UnwritableHistory, make_conf, seed_host
 from prometheus_client.parser import text_string_to_metric_families
 
 from rescue_flow import messaging
@@ -146,22 +146,6 @@ def test_invalid_and_duplicate_requests_count_as_rejected(conf, gen1, worker) ->
                  outcome="nothing_to_do") == 1
     assert value(samples, "rescue_flow_requests_received_total", source="client") == 2
     assert value(samples, "rescue_flow_requests_received_total", source="other") == 1
-
-
-class UnwritableHistory:
-    """A history whose database refuses every write."""
-
-    def accept(self, request: Request) -> Any:
-        raise RuntimeError("database or disk is full")
-
-    def unfinished(self) -> list[Any]:
-        return []
-
-    def purge(self, older_than: Any) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
 
 
 def test_a_request_given_up_after_its_attempts_counts_as_rejected(

@@ -7,10 +7,8 @@ through cli.main, as an operator would.
 
 from __future__ import annotations
 
-import logging
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +20,7 @@ from rescue_flow.simhost import SimulatedHost
 CHECKS = ["config", "broker", "state folder", "persistence", "hyperv", "metrics"]
 
 
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """cli.main() sets oslo.log up on the root logger; put it back after."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
-
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 def closed_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
