@@ -248,3 +248,14 @@ class UnwritableHistory:
 
     def close(self) -> None:
         pass
+
+
+def client_config_file(conf: Any, folder: Any, transport_url: str, host: str) -> str:
+    """A config file equal to ``conf`` for what the client reads; returns its path."""
+    path = folder / "client.conf"
+    path.write_text(
+        f"[DEFAULT]\ntransport_url = {transport_url}\nhost = {host}\n"
+        f"[worker]\nexchange = {conf.worker.exchange}\n"
+        f"requests_topic = {conf.worker.requests_topic}\n"
+        f"results_topic = {conf.worker.results_topic}\n")
+    return str(path)

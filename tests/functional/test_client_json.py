@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from msgkit import GEN1_IMAGE, make_conf, seed_host
+from msgkit import GEN1_IMAGE, client_config_file, make_conf, seed_host
 
 from rescue_flow import cli
 from rescue_flow.worker import Worker
@@ -31,15 +31,10 @@ def conf(tmp_path, unique_name) -> Any:
 @pytest.fixture
 def client(conf, tmp_path, capsys) -> Any:
     """Run ``rescue-flow ARGS...`` as a client; returns (exit code, stdout, stderr)."""
-    path = tmp_path / "client.conf"
-    path.write_text(
-        f"[DEFAULT]\ntransport_url = {MEMORY}\nhost = {HOST}\n"
-        f"[worker]\nexchange = {conf.worker.exchange}\n"
-        f"requests_topic = {conf.worker.requests_topic}\n"
-        f"results_topic = {conf.worker.results_topic}\n")
+    path = client_config_file(conf, tmp_path, MEMORY, HOST)
 
     def run(*args: str) -> tuple[int, str, str]:
-        code = cli.main(["--config-file", str(path), *args])
+        code = cli.main(["--config-file", path, *args])
         printed = capsys.readouterr()
         return code, printed.out, printed.err
 

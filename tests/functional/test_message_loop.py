@@ -20,6 +20,7 @@ from msgkit import (
     GEN2_IMAGE,
     ResultLog,
     UnwritableHistory,
+    client_config_file,
     legacy_event,
     make_conf,
     nova_context,
@@ -389,10 +390,4 @@ def test_the_demo_passes_every_check(capsys) -> None:
 
 def _conf_args(conf: Any, tmp_path: Any) -> list[str]:
     """A config file equal to ``conf`` for what the client reads."""
-    path = tmp_path / "client.conf"
-    path.write_text(
-        f"[DEFAULT]\ntransport_url = {MEMORY}\nhost = {HOST}\n"
-        f"[worker]\nexchange = {conf.worker.exchange}\n"
-        f"requests_topic = {conf.worker.requests_topic}\n"
-        f"results_topic = {conf.worker.results_topic}\n")
-    return ["--config-file", str(path)]
+    return ["--config-file", client_config_file(conf, tmp_path, MEMORY, HOST)]
