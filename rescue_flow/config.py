@@ -85,7 +85,8 @@ SIMULATED_OPTS = [
         "state_file",
         default="$state_path/simulated-host.json",
         help="JSON file holding the simulated Hyper-V host ([hyperv] driver = "
-        "simulated). Several processes may share it.",
+        "simulated), with its journal of changes beside it (<state_file>.journal)."
+        " Several processes may share it.",
     ),
 ]
 

@@ -16,9 +16,10 @@ NICs and their switch), files (VHD/VHDX/ISO, differencing parents) and
 folders, virtual switches, the image cache, and the refusals Hyper-V makes
 (occupied slot, missing file, disk attached twice, unknown VM, NIC or
 switch, a VM that cannot start because a disk file is gone). The whole host
-is one JSON file shared safely by threads and processes; every call is
-logged; faults and latency can be injected per method, including crashes
-of the calling process before or after a call takes effect.
+is a JSON snapshot plus a journal of changes, shared safely by threads
+and processes; every call is logged; faults and latency can be injected
+per method, including crashes of the calling process before or after a
+call takes effect.
 
 What it does NOT model (so do not mistake it for Hyper-V):
 

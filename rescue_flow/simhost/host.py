@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rescue_flow.simhost import faults, seed
+from rescue_flow.simhost import changes, faults, seed
 from rescue_flow.simhost.engine import Engine, oswin_methods
 from rescue_flow.simhost.model import HostState, new_state
 from rescue_flow.simhost.networkutils import SimNetworkUtils
@@ -41,7 +41,7 @@ def offered_methods() -> dict[str, str]:
 
 
 class SimulatedHost:
-    """A simulated Hyper-V host kept in one JSON state file.
+    """A simulated Hyper-V host kept in a state file and its journal.
 
     Any number of SimulatedHost objects, in any threads and processes, may
     share one state file; each os-win call is atomic against the others.
@@ -97,8 +97,19 @@ class SimulatedHost:
             except BaseException:
                 tx.discard()
                 raise
-            tx.write_if_changed()
+            tx.commit()
             return result
+
+    # -- saving and restoring ------------------------------------------------------
+
+    def saved_state(self) -> dict[str, Any]:
+        """The whole state (faults and latencies included), to restore later."""
+        with self._store.locked() as tx:
+            return changes.clone(tx.data)
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Put back a state from saved_state; the call log starts empty."""
+        self._store.replace(changes.clone(state))
 
     # -- inspection ------------------------------------------------------------
 
@@ -136,20 +147,20 @@ class SimulatedHost:
         faults.check_method(method, offered_methods())
         with self._store.locked() as tx:
             faults.set_fault(tx.data, method, mode, after, times)
-            tx.write()
+            tx.commit()
 
     def set_latency(self, method: str, seconds: float) -> None:
         """Make each call of ``method`` take ``seconds`` longer (0 removes it)."""
         faults.check_method(method, offered_methods())
         with self._store.locked() as tx:
             faults.set_latency(tx.data, method, seconds)
-            tx.write()
+            tx.commit()
 
     def clear_faults(self) -> None:
         """Remove every fault and latency."""
         with self._store.locked() as tx:
             faults.clear(tx.data)
-            tx.write_if_changed()
+            tx.commit()
 
     def armed_faults(self) -> dict[str, Any]:
         """Armed faults (with their counters) and latencies, for inspection."""

@@ -1,22 +1,46 @@
-"""The state file: one JSON document, shared by threads and processes.
+"""The state: a snapshot file and a journal of changes, shared by threads
+and processes.
 
-Every access runs under an exclusive lock on the sibling
-``<state_file>.lock`` (:mod:`rescue_flow.filelock`: threads of this process,
-then other processes, wait). Writes are atomic: a temp file in
-the same folder, flushed and fsynced, then ``os.replace``; a reader never
-sees half a file and a crash leaves either the old or the new state.
+Files, side by side:
 
-Parsing is skipped when the file is the one this process loaded last,
-judged by ``(st_mtime_ns, st_size, st_ino)``. Because the file is only ever
-replaced, never rewritten in place, a new inode means new content. On POSIX
-the process keeps the loaded file open so its inode cannot be recycled by a
-later temp file (which would make a changed file look unchanged); Windows
-refuses to replace an open file, and NTFS file ids are not reused quickly,
-so there the file is closed after reading.
+- ``<state_file>``: the snapshot, one JSON document: the state, plus
+  ``"journal_epoch"``, a token naming the journal that continues it;
+- ``<state_file>.journal``: a first line ``{"epoch": token}``, then one
+  JSON line per change (:mod:`rescue_flow.simhost.changes`): what a call
+  changed, a VM or a file, never the whole host;
+- ``<state_file>.lock``, ``<state_file>.calls``: the lock and the call log.
 
-The call log ``<state_file>.calls`` holds one JSON line per call, appended
-with ``O_APPEND`` while the lock is held, so its order is the order in
-which calls took effect.
+Why a journal: writing the whole host after each change cost a JSON dump of
+every VM, under the host-wide lock. At 200 VMs that was ~3 ms of CPU per
+change and made the simulated host, not the latencies it injects, the
+limit of many flows at once (docs/benchmarks.md, B3). A change now costs
+what it changed. When the journal outgrows the snapshot, the writer that
+notices writes a new snapshot with a new epoch, then a new journal; a
+crash in between leaves a snapshot whose epoch the old journal does not
+carry, and that journal is ignored: the snapshot already holds it.
+
+Every access runs under an exclusive lock on ``<state_file>.lock``
+(:mod:`rescue_flow.filelock`: threads of this process, then other
+processes, wait). A process keeps the state it loaded and, while the lock
+is held, re-reads only what changed: nothing when neither file changed
+(judged by the snapshot's ``(st_mtime_ns, st_size, st_ino)`` and the
+journal's ``(st_ino, st_size)``), the journal's new lines when only the
+journal grew, everything otherwise. Files are only ever replaced or
+appended to, never rewritten in place, so a new inode means new content; on
+POSIX the process keeps both files open, so their inodes cannot be recycled
+by a later file. (Windows refuses to replace an open file, so there they
+are closed after use; NTFS file ids are not reused quickly.)
+
+Durability: snapshots are written to a temp file, fsynced, then
+``os.replace``-d, so a reader never sees half a snapshot. Journal lines are
+appended with one ``O_APPEND`` write each and not fsynced: the simulated
+host stands for Hyper-V across crashes of the *calling process* (which
+the crash tests kill), and the page cache outlives a process. A torn last
+line (a machine that lost power) is ignored.
+
+The call log holds one JSON line per call, appended with ``O_APPEND``
+while the lock is held, so its order is the order in which calls took
+effect.
 """
 
 from __future__ import annotations
@@ -26,13 +50,19 @@ import os
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from rescue_flow.filelock import lock_for
+from rescue_flow.simhost import changes
 
-_KEEP_ANCHOR = sys.platform != "win32"
+_KEEP_OPEN = sys.platform != "win32"
+EPOCH_KEY = "journal_epoch"
+# A journal this much larger than the snapshot is folded into a new one. The
+# floor keeps small hosts from rewriting their snapshot every few changes.
+_COMPACT_MIN_BYTES = 256 * 1024
 
 
 class StateFileMissing(FileNotFoundError):
@@ -40,22 +70,34 @@ class StateFileMissing(FileNotFoundError):
 
 
 class _Shared:
-    """Per-process, per-state-file lock and cache, shared by all stores."""
+    """Per-process, per-state-file cache, shared by all stores of the file."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.pid = os.getpid()
-        self.key: tuple[int, int, int] | None = None
         self.data: dict[str, Any] | None = None
-        self.text: str | None = None
-        self.anchor_fd: int | None = None
+        # The state as stored: what a change is measured against.
+        self.stored: dict[str, Any] | None = None
+        self.snapshot_key: tuple[int, int, int] | None = None
+        self.snapshot_size = 0
+        self.snapshot_fd: int | None = None
+        self.epoch: str | None = None
+        self.journal_key: tuple[int, int] | None = None
+        self.journal_fd: int | None = None
 
     def forget(self) -> None:
-        """Drop the cached state (it may be ahead of the file)."""
-        self.key = self.data = self.text = None
-        if self.anchor_fd is not None:
-            os.close(self.anchor_fd)
-            self.anchor_fd = None
+        """Drop the cached state (it may be ahead of the files)."""
+        self.data = self.stored = None
+        self.snapshot_key = self.journal_key = None
+        self.epoch = None
+        self.close_files()
+
+    def close_files(self) -> None:
+        for name in ("snapshot_fd", "journal_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
 
 
 _registry: dict[str, _Shared] = {}
@@ -66,15 +108,14 @@ def _shared_for(path: str) -> _Shared:
     with _registry_lock:
         shared = _registry.get(path)
         if shared is None or shared.pid != os.getpid():
-            # A forked child must not reuse the parent's lock descriptor:
-            # flock locks belong to the open file, so parent and child
-            # would not exclude each other.
+            # A forked child must not reuse the parent's descriptors or cache
+            # (flock locks belong to the open file; the cache is the parent's).
             shared = _Shared(path)
             _registry[path] = shared
         return shared
 
 
-def _dumps(data: dict[str, Any]) -> str:
+def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -84,31 +125,26 @@ class Transaction:
     def __init__(self, store: StateStore, shared: _Shared) -> None:
         self._store = store
         self._shared = shared
-        self.data: dict[str, Any] = shared.data or {}
+        self.data: dict[str, Any] = shared.data if shared.data is not None else {}
 
-    def write(self) -> None:
-        """Write ``data`` to the file now (atomically, fsynced)."""
-        self._store._write(self._shared, self.data, _dumps(self.data))
-
-    def write_if_changed(self) -> bool:
-        text = _dumps(self.data)
-        if text == self._shared.text:
-            return False
-        self._store._write(self._shared, self.data, text)
-        return True
+    def commit(self) -> bool:
+        """Store what changed in ``data`` since it was loaded or last
+        committed; False if nothing did."""
+        return self._store._commit(self._shared)
 
     def discard(self) -> None:
-        """Forget in-memory changes; the next load re-reads the file."""
+        """Forget in-memory changes; the next load re-reads the files."""
         self._shared.forget()
 
 
 class StateStore:
-    """Locked, atomic access to one state file and its call log."""
+    """Locked access to one simulated host's files."""
 
     def __init__(self, state_file: str) -> None:
         self.path = os.path.realpath(os.path.abspath(state_file))
         self.lock_path = self.path + ".lock"
         self.calls_path = self.path + ".calls"
+        self.journal_path = self.path + ".journal"
 
     def exists(self) -> bool:
         return os.path.exists(self.path)
@@ -118,17 +154,34 @@ class StateStore:
         """Hold the lock and yield the current state (loaded or cached)."""
         shared = _shared_for(self.path)
         with lock_for(self.lock_path).held():
-            self._load(shared)
-            yield Transaction(self, shared)
+            try:
+                self._load(shared)
+                yield Transaction(self, shared)
+            finally:
+                if not _KEEP_OPEN:  # pragma: no cover - Windows
+                    # Windows refuses to replace a file another process holds
+                    # open; the keys stay valid (NTFS ids are not soon reused).
+                    shared.close_files()
 
     def replace(self, data: dict[str, Any]) -> None:
         """Overwrite the state (and empty the call log) under the lock."""
-        folder = os.path.dirname(self.path)
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         shared = _shared_for(self.path)
         with lock_for(self.lock_path).held():
-            self._write(shared, data, _dumps(data))
+            shared.forget()
+            self._write_snapshot(shared, data)
             self._truncate_calls()
+
+    def read_from_disk(self) -> dict[str, Any]:
+        """The state as a process that never saw it loads it (no cache)."""
+        with lock_for(self.lock_path).held():
+            fresh = _Shared(self.path)
+            try:
+                self._load(fresh)
+                assert fresh.data is not None
+                return fresh.data
+            finally:
+                fresh.forget()
 
     # -- call log ---------------------------------------------------------
 
@@ -157,7 +210,7 @@ class StateStore:
         with open(self.calls_path, "w", encoding="utf-8"):
             pass
 
-    # -- internals --------------------------------------------------------
+    # -- loading ------------------------------------------------------------
 
     def _load(self, shared: _Shared) -> None:
         try:
@@ -167,51 +220,174 @@ class StateStore:
             raise StateFileMissing(
                 f"simulated host state file {self.path} does not exist; "
                 f"create it with 'rescue-flow sim init'") from None
-        key = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if key == shared.key and shared.data is not None:
-            return
+        try:
+            jst: os.stat_result | None = os.stat(self.journal_path)
+        except FileNotFoundError:
+            jst = None
+        if (shared.data is not None
+                and shared.snapshot_key == (st.st_mtime_ns, st.st_size, st.st_ino)):
+            if jst is not None and shared.journal_key is not None \
+                    and jst.st_ino == shared.journal_key[0]:
+                if jst.st_size == shared.journal_key[1]:
+                    return  # nothing changed since this process last looked
+                if jst.st_size > shared.journal_key[1]:
+                    self._read_journal(shared, shared.journal_key[1])
+                    return
+            elif jst is None and shared.journal_key is None:
+                return
         shared.forget()
+        self._read_snapshot(shared)
+        self._read_journal(shared, 0)
+
+    def _read_snapshot(self, shared: _Shared) -> None:
         fd = os.open(self.path, os.O_RDONLY)
         try:
             st = os.fstat(fd)
-            chunks = []
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
+            text = _read_all(fd, 0).decode("utf-8")
+            try:
+                data = json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"simulated host state file {self.path} is not "
+                                 f"valid JSON: {exc}") from None
         except BaseException:
             os.close(fd)
             raise
-        text = b"".join(chunks).decode("utf-8")
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            os.close(fd)
-            raise ValueError(f"simulated host state file {self.path} is not valid "
-                             f"JSON: {exc}") from None
-        self._remember(shared, fd, st, data, text)
-
-    def _write(self, shared: _Shared, data: dict[str, Any], text: str) -> None:
-        folder = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".simhost-", suffix=".tmp")
-        try:
-            os.write(fd, text.encode("utf-8"))
-            os.fsync(fd)
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.close(fd)
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            shared.forget()
-            raise
-        shared.forget()
-        self._remember(shared, fd, os.fstat(fd), data, text)
-
-    @staticmethod
-    def _remember(shared: _Shared, fd: int, st: os.stat_result,
-                  data: dict[str, Any], text: str) -> None:
-        shared.key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        shared.epoch = data.pop(EPOCH_KEY, None)
         shared.data = data
-        shared.text = text
-        if _KEEP_ANCHOR:
-            shared.anchor_fd = fd
-        else:  # pragma: no cover - Windows
-            os.close(fd)
+        shared.stored = changes.clone(data)
+        shared.snapshot_key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        shared.snapshot_size = st.st_size
+        shared.snapshot_fd = _keep_or_close(fd)
+
+    def _read_journal(self, shared: _Shared, offset: int) -> None:
+        """Apply the journal's lines from ``offset`` on (0: from its header)."""
+        assert shared.data is not None and shared.stored is not None
+        if shared.journal_fd is None:
+            try:
+                fd = os.open(self.journal_path, os.O_RDWR | os.O_APPEND)
+            except FileNotFoundError:
+                return  # a host written before journals, or crashed mid-compaction
+            shared.journal_fd = fd
+        raw = _read_all(shared.journal_fd, offset)
+        st = os.fstat(shared.journal_fd)
+        lines = raw.split(b"\n")
+        # A line is complete only with its newline; a torn last line is ignored.
+        complete, used = lines[:-1], len(raw) - len(lines[-1])
+        if offset == 0:
+            header = _parse_line(complete.pop(0)) if complete else None
+            if header is None or header.get("epoch") != shared.epoch \
+                    or shared.epoch is None:
+                # Not this snapshot's journal (a compaction was cut short):
+                # the snapshot already holds all of it.
+                os.close(shared.journal_fd)
+                shared.journal_fd = None
+                return
+        for line in complete:
+            record = _parse_line(line)
+            if record is None:
+                break
+            changes.apply(shared.data, record)
+            changes.apply(shared.stored, changes.clone(record))
+        shared.journal_key = (st.st_ino, offset + used)
+
+    # -- writing ------------------------------------------------------------
+
+    def _commit(self, shared: _Shared) -> bool:
+        if shared.data is None or shared.stored is None:
+            return False
+        record = changes.diff(shared.stored, shared.data)
+        if record is None:
+            return False
+        fd = self._journal_for_append(shared)
+        if fd is None:
+            self._write_snapshot(shared, shared.data)
+            return True
+        assert shared.journal_key is not None
+        line = (_dumps(record) + "\n").encode("utf-8")
+        os.write(fd, line)
+        # What another process will load: normalised by JSON, like the files.
+        stored_record = json.loads(line)
+        changes.apply(shared.stored, stored_record)
+        changes.apply(shared.data, changes.clone(stored_record))
+        size = shared.journal_key[1] + len(line)
+        shared.journal_key = (shared.journal_key[0], size)
+        if size > max(_COMPACT_MIN_BYTES, shared.snapshot_size):
+            self._write_snapshot(shared, shared.data)
+        return True
+
+    def _journal_for_append(self, shared: _Shared) -> int | None:
+        """The journal to append to; None when a new snapshot must be written
+        instead (no journal continues this snapshot, or its last line is
+        torn: a line appended after it would be lost with it)."""
+        if shared.journal_key is None:
+            return None
+        if shared.journal_fd is None:
+            try:
+                shared.journal_fd = os.open(self.journal_path, os.O_RDWR | os.O_APPEND)
+            except FileNotFoundError:
+                return None
+        if os.fstat(shared.journal_fd).st_size != shared.journal_key[1]:
+            return None
+        return shared.journal_fd
+
+    def _write_snapshot(self, shared: _Shared, data: dict[str, Any]) -> None:
+        """Replace the snapshot with ``data`` and start a fresh journal."""
+        epoch = uuid.uuid4().hex
+        text = _dumps({**data, EPOCH_KEY: epoch})
+        folder = os.path.dirname(self.path)
+        snapshot_fd, snapshot_st = _replace_file(self.path, folder, text, fsync=True)
+        shared.forget()
+        journal_fd, journal_st = _replace_file(
+            self.journal_path, folder, _dumps({"epoch": epoch}) + "\n", fsync=False)
+        shared.data = json.loads(text)
+        del shared.data[EPOCH_KEY]
+        shared.stored = changes.clone(shared.data)
+        shared.epoch = epoch
+        shared.snapshot_key = (snapshot_st.st_mtime_ns, snapshot_st.st_size,
+                               snapshot_st.st_ino)
+        shared.snapshot_size = snapshot_st.st_size
+        shared.snapshot_fd = _keep_or_close(snapshot_fd)
+        shared.journal_key = (journal_st.st_ino, journal_st.st_size)
+        shared.journal_fd = journal_fd  # kept open: the next change appends to it
+
+
+def _replace_file(path: str, folder: str, text: str, fsync: bool
+                  ) -> tuple[int, os.stat_result]:
+    """Write ``text`` to a temp file and move it over ``path``; return an
+    open descriptor (appending) and its stat."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".simhost-", suffix=".tmp")
+    try:
+        os.write(fd, text.encode("utf-8"))
+        if fsync:
+            os.fsync(fd)
+        os.close(fd)
+        os.replace(tmp, path)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return fd, os.fstat(fd)
+
+
+def _read_all(fd: int, offset: int) -> bytes:
+    os.lseek(fd, offset, os.SEEK_SET)  # os.pread is POSIX-only
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_line(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _keep_or_close(fd: int) -> int | None:
+    if _KEEP_OPEN:
+        return fd
+    os.close(fd)  # pragma: no cover - Windows
+    return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shutil
 import uuid
 from typing import Any
 
@@ -83,6 +82,7 @@ class Bench:
         self.image = image
         self.state_file = self.site.conf.simulated.state_file
         self.quarantine = os.path.join(self.site.conf.state_path, "quarantine.json")
+        self.saved: dict[str, dict] = {}
 
     def view(self) -> str:
         """The host's canonical view, with request ids (in rescue VM notes) masked.
@@ -92,12 +92,10 @@ class Bench:
         return REQUEST_ID.sub("req-*", self.site.view())
 
     def save(self, name):
-        shutil.copyfile(self.state_file, f"{self.state_file}.{name}")
+        self.saved[name] = self.site.sim.saved_state()
 
     def restore(self, name):
-        tmp = f"{self.state_file}.restoring"
-        shutil.copyfile(f"{self.state_file}.{name}", tmp)
-        os.replace(tmp, self.state_file)
+        self.site.sim.restore_state(self.saved[name])
         if os.path.exists(self.quarantine):
             os.remove(self.quarantine)
         self.site.sim.clear_faults()

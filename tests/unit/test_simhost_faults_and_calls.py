@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from hypothesis import strategies as st
 
 from rescue_flow.simhost import SimulatedHost, engine
 from rescue_flow.simhost.oswin import constants, exceptions
+from rescue_flow.simhost.store import StateStore
 
 UUID1 = "11111111-2222-4333-8444-555555555555"
 OFF = constants.HYPERV_VM_STATE_DISABLED
@@ -93,8 +93,8 @@ def test_fault_counters_live_in_the_state_file_and_are_shared(host):
 def test_a_counted_call_is_on_disk_even_when_nothing_else_changed(host):
     host.set_fault("get_vm_state", "permanent", after=3)
     host.vmutils.get_vm_state("vm1")
-    with open(host.state_file) as f:
-        assert json.load(f)["faults"]["get_vm_state"]["seen"] == 1
+    on_disk = StateStore(host.state_file).read_from_disk()
+    assert on_disk["faults"]["get_vm_state"]["seen"] == 1
 
 
 def test_a_fault_applies_only_to_the_method_it_names(host):
