@@ -113,9 +113,8 @@ def free_slot(st: HostState, ctrl_path: Any) -> int:
 
 
 def vm_drives(st: HostState, vm_name: str, kinds: tuple[str, ...]) -> list[str]:
-    vm = st.vm(vm_name)
-    return [drive["path"] for _, owner, _, _, drive in st.drives()
-            if owner is vm and drive["type"] in kinds]
+    return [drive["path"] for _, _, _, _, drive in st.vm_drives(vm_name, st.vm(vm_name))
+            if drive["type"] in kinds]
 
 
 def set_boot_order(st: HostState, vm_name: str, device_boot_order: Any) -> None:
@@ -131,8 +130,8 @@ def set_boot_order(st: HostState, vm_name: str, device_boot_order: Any) -> None:
     for device in order:
         if not device:
             continue  # os-win skips empty entries
-        found = next((f for f in st.drives()
-                      if f[1] is vm and same_resource(f[4]["path"], device)), None)
+        found = next((f for f in st.vm_drives(vm_name, vm)
+                      if same_resource(f[4]["path"], device)), None)
         if found is None:
             raise refuse(f"{device!r} is not a drive of VM {vm_name!r}")
         if not any(same_resource(e, found[4]["path"]) for e in first):

@@ -147,6 +147,16 @@ class HostState:
     def find_controller(self, ctrl_path: Any) -> tuple[str, Vm, Controller] | None:
         if not isinstance(ctrl_path, str):
             return None
+        # The path names its VM: look there first, so a lookup costs the same
+        # on a host of 2 VMs or 200. Names differing only in case, or a path
+        # that does not parse, fall back to searching every controller.
+        owner = ctrl_path[4:].rsplit("/", 2)[0].rpartition(":")[0] \
+            if ctrl_path.startswith("sim:") else ""
+        vm = self.data["vms"].get(owner)
+        if vm is not None:
+            for ctrl in vm["controllers"]:
+                if same_resource(self.controller_path(owner, vm, ctrl), ctrl_path):
+                    return owner, vm, ctrl
         for name, vm, ctrl in self.controllers():
             if same_resource(self.controller_path(name, vm, ctrl), ctrl_path):
                 return name, vm, ctrl
@@ -157,9 +167,16 @@ class HostState:
         return IDE_SLOTS if ctrl["type"] == constants.CTRL_TYPE_IDE else SCSI_SLOTS
 
     def drives(self) -> Iterator[tuple[str, Vm, Controller, int, Drive]]:
-        for name, vm, ctrl in self.controllers():
-            for slot, drive in sorted(ctrl["slots"].items(), key=lambda s: int(s[0])):
-                yield name, vm, ctrl, int(slot), drive
+        for name, vm in self.data["vms"].items():
+            yield from self.vm_drives(name, vm)
+
+    @staticmethod
+    def vm_drives(name: str, vm: Vm) -> Iterator[tuple[str, Vm, Controller, int, Drive]]:
+        """One VM's drives, in controller order, then slot order."""
+        for ctrl in vm["controllers"]:
+            slots = ctrl["slots"]
+            for slot in sorted(map(int, slots)) if len(slots) > 1 else map(int, slots):
+                yield name, vm, ctrl, slot, slots[str(slot)]
 
     def find_drive(self, path: str | None, is_physical: bool, serial: str | None = None
                    ) -> tuple[str, Vm, Controller, int, Drive] | None:
@@ -170,16 +187,30 @@ class HostState:
         VHD(X) and ISO (Msvm_StorageAllocationSettingData). A serial matches
         the passthrough disk's ElementName instead of the path.
         """
-        for found in self.drives():
-            drive = found[4]
-            if (drive["type"] == "passthrough") != bool(is_physical):
-                continue
-            if serial:
-                if drive.get("serial") == serial:
-                    return found
-            elif same_resource(drive["path"], path):
-                return found
+        # Every drive of the host is looked at (os-win's query is host-wide),
+        # so the loop is written for speed: a VM's drives are only put in
+        # slot order once one of them matches.
+        physical = bool(is_physical)
+        if not serial and path is None:
+            return None
+        wanted = None if serial else path.lower()  # type: ignore[union-attr]
+        for name, vm in self.data["vms"].items():
+            for ctrl in vm["controllers"]:
+                for drive in ctrl["slots"].values():
+                    if (drive["type"] == "passthrough") is not physical:
+                        continue
+                    if drive.get("serial") == serial if serial \
+                            else drive["path"].lower() == wanted:
+                        return next(found for found in self.vm_drives(name, vm)
+                                    if self._matches(found[4], physical, path, serial))
         return None
+
+    @staticmethod
+    def _matches(drive: Drive, physical: bool, path: str | None,
+                 serial: str | None) -> bool:
+        if (drive["type"] == "passthrough") is not physical:
+            return False
+        return drive.get("serial") == serial if serial else same_resource(drive["path"], path)
 
     def scsi_index(self, vm: Vm, ctrl: Controller) -> int:
         scsi = [c for c in vm["controllers"] if c["type"] == constants.CTRL_TYPE_SCSI]
