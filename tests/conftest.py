@@ -28,6 +28,15 @@ from urllib.parse import quote
 import pytest
 
 # --------------------------------------------------------------------------
+# Simulated host: check that every call marks the entries it changes
+# --------------------------------------------------------------------------
+
+# Set before rescue_flow is imported, and inherited by the processes tests
+# start: each change is then compared with a full comparison of the host
+# (rescue_flow.simhost.model.HostState explains why).
+os.environ["RESCUE_FLOW_SIMHOST_VERIFY"] = "1"
+
+# --------------------------------------------------------------------------
 # RabbitMQ
 # --------------------------------------------------------------------------
 

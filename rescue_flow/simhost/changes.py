@@ -27,6 +27,7 @@ No os-win call of the simulated host makes one (inside a VM, only
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from typing import Any
 
 _MISSING = object()
@@ -37,11 +38,20 @@ def clone(value: Any) -> Any:
     return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
 
 
-def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
-    """The record that turns ``before`` into ``after``; None if they are equal."""
+def diff(before: dict[str, Any], after: dict[str, Any],
+         touched: Mapping[str, set[str] | None] | None = None) -> dict[str, Any] | None:
+    """The record that turns ``before`` into ``after``; None if they are equal.
+
+    ``touched`` (see model.HostState): in the sections it names, when no
+    key was added or removed, only the entries it lists are compared.
+    """
     record: dict[str, Any] = {}
     for name, value in after.items():
         old = before.get(name, _MISSING)
+        keys = touched.get(name) if touched is not None and name in touched else None
+        if keys is not None and isinstance(old, dict) and isinstance(value, dict):
+            _record_touched(record, name, old, value, keys)
+            continue
         # In C: an unchanged section costs little. == ignores the order of
         # keys, which is kept for sections (see the module's docstring).
         if old is not _MISSING and old == value \
@@ -63,6 +73,25 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None
     return record or None
 
 
+def _record_touched(record: dict[str, Any], name: str, old: dict[str, Any],
+                    new: dict[str, Any], keys: set[str]) -> None:
+    """Record a section's change from its touched entries and the keys that
+    came or went (set operations on keys, in C)."""
+    added = removed = None
+    if old.keys() != new.keys():
+        added, removed = new.keys() - old.keys(), old.keys() - new.keys()
+    changed = {key: new[key] for key in keys
+               if key in old and key in new and old[key] != new[key]}
+    if added:
+        # New keys go last, in the order they were added (as live).
+        ordered = added if len(added) == 1 else (key for key in new if key in added)
+        changed.update((key, new[key]) for key in ordered)
+    if changed:
+        record.setdefault("set", {})[name] = changed
+    if removed:
+        record.setdefault("del", {})[name] = list(removed)
+
+
 def _section_diff(old: dict[str, Any], new: dict[str, Any]
                   ) -> tuple[dict[str, Any], list[str]] | None:
     get = old.get
@@ -76,6 +105,18 @@ def _section_diff(old: dict[str, Any], new: dict[str, Any]
     elif list(new) != list(old):  # the same keys, yet a key was deleted and re-added
         return None
     return changed, removed
+
+
+def replays_to(before: dict[str, Any], record: dict[str, Any] | None,
+               after: dict[str, Any]) -> bool:
+    """Whether replaying ``record`` on ``before`` gives ``after``, with each
+    section's keys in the same order (what a journal promises)."""
+    replayed = clone(before)
+    if record is not None:
+        apply(replayed, clone(record))
+    return replayed == after and all(
+        list(replayed[name]) == list(value) for name, value in after.items()
+        if isinstance(value, dict) and isinstance(replayed.get(name), dict))
 
 
 def apply(state: dict[str, Any], record: dict[str, Any]) -> None:

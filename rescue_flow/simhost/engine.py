@@ -3,7 +3,9 @@
 Every public method of the Sim*Utils classes is an ``@oswin_call``. A call:
 
 1. sleeps for the method's injected latency, outside the lock, so other
-   threads and processes go on meanwhile (like a slow WMI job);
+   threads and processes go on meanwhile (like a slow WMI job); the
+   latency is read from this process's cached state when the files show
+   it current, else under the lock;
 2. takes the lock and loads the state (cached when unchanged);
 3. appends ``{"method", "args"}`` to the call log (so a call that then
    fails or crashes is still on record);
@@ -43,6 +45,11 @@ class Engine:
 
     def invoke(self, method: str, args: dict[str, Any], body: Body,
                mutates: bool) -> Any:
+        delay = self.store.peek(lambda data: faults.latency(data, method))
+        if delay:  # known without queueing for the lock
+            time.sleep(delay)
+            with self.store.locked() as tx:
+                return self._apply(tx, method, args, body, mutates)
         slept = False
         while True:
             with self.store.locked() as tx:
@@ -57,7 +64,7 @@ class Engine:
         self.store.append_call({"method": method, "args": args})
         changed, mode = faults.consume(tx.data, method)
         if changed:
-            tx.commit()
+            tx.commit(HostState(tx.data).touched)  # only the fault's counter moved
         if mode == faults.CRASH_BEFORE:
             _crash()
         if mode in (faults.PERMANENT, faults.TRANSIENT):
@@ -65,14 +72,15 @@ class Engine:
         try:
             # Copies both ways: the state must never share objects with the
             # caller, or a caller's later edit would change the cached state.
-            result = body(HostState(tx.data), _copied(args))
+            state = HostState(tx.data)
+            result = body(state, _copied(args))
         except BaseException:
             tx.discard()  # the body may have half-applied its change in memory
             if mode == faults.CRASH_AFTER:
                 _crash()
             raise
         if mutates:
-            tx.commit()
+            tx.commit(state.touched)
         if mode == faults.CRASH_AFTER:
             _crash()
         return _copied(result)

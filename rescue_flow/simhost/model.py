@@ -84,11 +84,34 @@ def mac_with_colons(mac: str) -> str:
     return ":".join(mac[i:i + 2] for i in range(0, len(mac), 2))
 
 
+# The sections that grow with the host: a change is looked for only among
+# the entries a call touched (see HostState.touched).
+TRACKED_SECTIONS = ("vms", "files", "dirs")
+
+
 class HostState:
-    """Typed-ish access to the state dict; every mutation goes through here."""
+    """Typed-ish access to the state dict; every mutation goes through here.
+
+    ``touched`` names, per tracked section, the entries this call was handed
+    (a VM, a file record) and so may have changed; ``None`` means any entry.
+    The journal compares only those, plus any entry added or removed, so a
+    change costs the same on a host of 2 VMs or 400. A body that edits an
+    entry it got any other way must call ``touch_all``. Tests run with
+    RESCUE_FLOW_SIMHOST_VERIFY=1, which compares every call's record with a
+    full comparison (rescue_flow.simhost.store), so a missing mark fails them.
+    """
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
+        self.touched: dict[str, set[str] | None] = {name: set() for name in TRACKED_SECTIONS}
+
+    def touch(self, section: str, key: str) -> None:
+        keys = self.touched[section]
+        if keys is not None:
+            keys.add(key)
+
+    def touch_all(self, section: str) -> None:
+        self.touched[section] = None
 
     # -- files and folders ------------------------------------------------
 
@@ -98,7 +121,9 @@ class HostState:
     def add_dir(self, path: str) -> None:
         path = os.path.normpath(path)
         while True:
-            self.data["dirs"].setdefault(path_key(path), path)
+            key = path_key(path)
+            self.touch("dirs", key)
+            self.data["dirs"].setdefault(key, path)
             parent = os.path.dirname(path)
             if parent == path or not parent:
                 return
@@ -109,10 +134,13 @@ class HostState:
         return not parent or self.dir_exists(parent)
 
     def file(self, path: str) -> dict[str, Any] | None:
-        return self.data["files"].get(path_key(path))
+        key = path_key(path)
+        self.touch("files", key)
+        return self.data["files"].get(key)
 
     def add_file(self, path: str, fmt: str, kind: str, parent: str | None = None,
                  virtual_size: int = GIB) -> None:
+        self.touch("files", path_key(path))
         self.data["files"][path_key(path)] = {
             "path": os.path.normpath(path), "format": fmt, "parent": parent,
             "kind": kind, "virtual_size": virtual_size}
@@ -126,6 +154,7 @@ class HostState:
         vm = self.data["vms"].get(vm_name)
         if vm is None:
             raise exceptions.HyperVVMNotFoundException(vm_name=vm_name)
+        self.touch("vms", vm_name)
         return vm
 
     def vm_names(self) -> list[str]:
@@ -140,6 +169,7 @@ class HostState:
         return f"sim:{vm_name}:{vm['id']}/{ctrl['type']}/{ctrl['addr']}"
 
     def controllers(self) -> Iterator[tuple[str, Vm, Controller]]:
+        self.touch_all("vms")  # hands out every VM
         for name, vm in self.data["vms"].items():
             for ctrl in vm["controllers"]:
                 yield name, vm, ctrl
@@ -156,6 +186,7 @@ class HostState:
         if vm is not None:
             for ctrl in vm["controllers"]:
                 if same_resource(self.controller_path(owner, vm, ctrl), ctrl_path):
+                    self.touch("vms", owner)
                     return owner, vm, ctrl
         for name, vm, ctrl in self.controllers():
             if same_resource(self.controller_path(name, vm, ctrl), ctrl_path):
@@ -167,6 +198,7 @@ class HostState:
         return IDE_SLOTS if ctrl["type"] == constants.CTRL_TYPE_IDE else SCSI_SLOTS
 
     def drives(self) -> Iterator[tuple[str, Vm, Controller, int, Drive]]:
+        self.touch_all("vms")  # hands out every VM
         for name, vm in self.data["vms"].items():
             yield from self.vm_drives(name, vm)
 
@@ -201,6 +233,7 @@ class HostState:
                         continue
                     if drive.get("serial") == serial if serial \
                             else drive["path"].lower() == wanted:
+                        self.touch("vms", name)
                         return next(found for found in self.vm_drives(name, vm)
                                     if self._matches(found[4], physical, path, serial))
         return None
@@ -222,6 +255,7 @@ class HostState:
         for name, vm in self.data["vms"].items():
             nic = vm["nics"].get(nic_name)
             if nic is not None:
+                self.touch("vms", name)
                 return name, vm, nic
         return None
 

@@ -82,6 +82,10 @@ class SimPathUtils(SimUtils):
 
     @oswin_call(mutates=True)
     def rename(self, st: HostState, src, dest):
+        # Records move between keys, or (a change of case) leave and come back
+        # under one key, which moves it last: only a full comparison sees that.
+        st.touch_all("files")
+        st.touch_all("dirs")
         record = st.file(src)
         is_dir = st.dir_exists(src)
         if record is None and not is_dir:

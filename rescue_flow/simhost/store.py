@@ -51,14 +51,17 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from rescue_flow.filelock import lock_for
+from rescue_flow.filelock import FileLock, lock_for
 from rescue_flow.simhost import changes
 
+T = TypeVar("T")
 _KEEP_OPEN = sys.platform != "win32"
+# Check every tracked change against a full comparison (the tests set it).
+VERIFY_TOUCHED = os.environ.get("RESCUE_FLOW_SIMHOST_VERIFY") == "1"
 EPOCH_KEY = "journal_epoch"
 # A journal this much larger than the snapshot is folded into a new one. The
 # floor keeps small hosts from rewriting their snapshot every few changes.
@@ -127,10 +130,11 @@ class Transaction:
         self._shared = shared
         self.data: dict[str, Any] = shared.data if shared.data is not None else {}
 
-    def commit(self) -> bool:
+    def commit(self, touched: Mapping[str, set[str] | None] | None = None) -> bool:
         """Store what changed in ``data`` since it was loaded or last
-        committed; False if nothing did."""
-        return self._store._commit(self._shared)
+        committed; False if nothing did. ``touched``: the entries that may
+        have changed (model.HostState.touched); None compares everything."""
+        return self._store._commit(self._shared, touched)
 
     def discard(self) -> None:
         """Forget in-memory changes; the next load re-reads the files."""
@@ -145,6 +149,15 @@ class StateStore:
         self.lock_path = self.path + ".lock"
         self.calls_path = self.path + ".calls"
         self.journal_path = self.path + ".journal"
+        self._lock: FileLock | None = None
+
+    def _file_lock(self) -> FileLock:
+        # lock_for resolves the path (lstat per folder): once per store and
+        # process, not once per call.
+        lock = self._lock
+        if lock is None or lock.pid != os.getpid():
+            lock = self._lock = lock_for(self.lock_path)
+        return lock
 
     def exists(self) -> bool:
         return os.path.exists(self.path)
@@ -153,7 +166,7 @@ class StateStore:
     def locked(self) -> Iterator[Transaction]:
         """Hold the lock and yield the current state (loaded or cached)."""
         shared = _shared_for(self.path)
-        with lock_for(self.lock_path).held():
+        with self._file_lock().held():
             try:
                 self._load(shared)
                 yield Transaction(self, shared)
@@ -167,14 +180,35 @@ class StateStore:
         """Overwrite the state (and empty the call log) under the lock."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         shared = _shared_for(self.path)
-        with lock_for(self.lock_path).held():
+        with self._file_lock().held():
             shared.forget()
             self._write_snapshot(shared, data)
             self._truncate_calls()
 
+    def peek(self, read: Callable[[dict[str, Any]], T]) -> T | None:
+        """``read(state)`` without the lock, on the state this process has
+        cached, if neither file changed since; None otherwise (take the lock).
+
+        For values only the lock holder replaces (a method's latency), so that
+        a call need not queue for the lock twice: once to learn how long to
+        sleep, once to apply itself.
+        """
+        shared = _shared_for(self.path)
+        data, snapshot_key, journal_key = shared.data, shared.snapshot_key, shared.journal_key
+        if data is None or snapshot_key is None or journal_key is None:
+            return None
+        try:
+            st, jst = os.stat(self.path), os.stat(self.journal_path)
+        except FileNotFoundError:
+            return None
+        if (st.st_mtime_ns, st.st_size, st.st_ino) != snapshot_key \
+                or (jst.st_ino, jst.st_size) != journal_key:
+            return None
+        return read(data)
+
     def read_from_disk(self) -> dict[str, Any]:
         """The state as a process that never saw it loads it (no cache)."""
-        with lock_for(self.lock_path).held():
+        with self._file_lock().held():
             fresh = _Shared(self.path)
             try:
                 self._load(fresh)
@@ -292,10 +326,18 @@ class StateStore:
 
     # -- writing ------------------------------------------------------------
 
-    def _commit(self, shared: _Shared) -> bool:
+    def _commit(self, shared: _Shared,
+                touched: Mapping[str, set[str] | None] | None) -> bool:
         if shared.data is None or shared.stored is None:
             return False
-        record = changes.diff(shared.stored, shared.data)
+        record = changes.diff(shared.stored, shared.data, touched)
+        if VERIFY_TOUCHED and touched is not None \
+                and not changes.replays_to(shared.stored, record, shared.data):
+            missed = changes.diff(shared.stored, shared.data)
+            shared.forget()  # the change is not stored, nor kept in memory
+            raise AssertionError(
+                "simulated host: a call changed entries it did not mark as "
+                f"touched (model.HostState.touch); touched {touched}, missed: {missed}")
         if record is None:
             return False
         fd = self._journal_for_append(shared)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,44 @@ def test_a_removed_state_file_is_reported_not_silently_recreated(host):
     with pytest.raises(FileNotFoundError, match="sim init"):
         host.vmutils.list_instances()
     assert not os.path.exists(host.state_file)
+
+
+def test_the_tests_run_with_every_change_checked_against_a_full_comparison():
+    assert store.VERIFY_TOUCHED
+
+
+def test_a_call_that_edits_an_entry_it_did_not_touch_fails_under_the_tests(host):
+    def sneaky(state: HostState, args: dict) -> None:
+        state.data["vms"]["vm2"]["memory_mb"] = 1  # not through state.vm()
+
+    with pytest.raises(AssertionError, match="did not mark"):
+        host.vmutils._engine.invoke("update_vm", {}, sneaky, mutates=True)
+    assert _on_disk(host)["vms"]["vm2"]["memory_mb"] != 1
+    assert host.view()["vms"]["vm2"]["memory_mb"] != 1
+
+
+def test_an_entry_handed_out_through_the_state_is_journaled(host):
+    def through_the_state(state: HostState, args: dict) -> None:
+        state.vm("vm2")["memory_mb"] = 2048
+
+    records = len(_records(host))
+    host.vmutils._engine.invoke("update_vm", {}, through_the_state, mutates=True)
+    assert [r["set"]["vms"]["vm2"]["memory_mb"] for r in _records(host)[records:]] == [2048]
+
+
+def test_a_slow_call_queues_for_the_lock_once(host, monkeypatch):
+    host.set_latency("get_vm_state", 0.01)
+    host.vmutils.get_vm_state("vm1")  # cached now
+    taken: list[int] = []
+    real = store.FileLock.held
+    monkeypatch.setattr(store.FileLock, "held", lambda self: taken.append(1) or real(self))
+    host.vmutils.get_vm_state("vm1")
+    assert taken == [1]
+
+
+def test_a_latency_set_by_another_process_applies_to_the_next_call(host, other_process):
+    host.vmutils.get_vm_state("vm1")  # cached, without latency
+    other_process(lambda h: h.set_latency("get_vm_state", 0.3))
+    started = time.monotonic()
+    host.vmutils.get_vm_state("vm1")
+    assert time.monotonic() - started >= 0.3
