@@ -76,6 +76,15 @@ def _changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in after.items() if before.get(key) != value}
 
 
+def _only_progress_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether a step's save changes its ``meta["progress"]`` and nothing else."""
+    changed = _changed(before, after)
+    if changed.keys() != {"meta"}:
+        return False
+    old, new = before.get("meta") or {}, changed["meta"] or {}
+    return {**old, "progress": None} == {**new, "progress": None}
+
+
 class FastConnection(impl_sqlalchemy.Connection):
     """TaskFlow's Connection, writing only the columns a save changed.
 
@@ -213,6 +222,17 @@ class RememberingConnection(FastConnection):
         if before is None:
             return super().update_atom_details(atom_detail)
         after = atom_detail.to_dict()
+        if _only_progress_changed(before, after):
+            # TaskFlow saves a step's progress on its own as the step starts
+            # (0.0) and ends (1.0): 17 of a rescue's ~40 transactions, ~7 % of
+            # a flow's CPU (bench B3). Nothing reads it back. It is written
+            # with the step's next save or the flow's (a flow state change
+            # saves its steps' changed columns, and every flow ends with one),
+            # measured against what is stored, which is what is remembered
+            # here: the rows a flow leaves are the same. A crash in between
+            # leaves a step's progress one mark behind, as it would a
+            # moment earlier.
+            return atom_detail
         try:
             with self._engine.begin() as conn:
                 changed = self._write(conn, self._atom_update, atom_detail.uuid, before,

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from simsite import GEN1_IMAGE, GEN1_UUID, GEN2_IMAGE, GEN2_UUID, make_site
 from taskflow.persistence.backends import impl_sqlalchemy
 
@@ -91,3 +92,34 @@ def test_the_rows_stored_are_those_of_taskflows_own_backend(tmp_path, db_url, re
     finally:
         stock.runner.history.close()
         ours.runner.history.close()
+
+
+def test_a_save_of_a_steps_progress_alone_waits_for_its_next_write(tmp_path):
+    """TaskFlow saves progress 0.0 and 1.0 on their own around each step;
+    they ride along with the step's next save or the flow's (the rows stay
+    TaskFlow's: the test above)."""
+    site = _site(str(tmp_path), f"sqlite:///{tmp_path}/history.sqlite")
+    updates: list[set[str]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("UPDATE atomdetails"):
+            columns = statement.split(" SET ")[1].split(" WHERE ")[0]
+            updates.append({column.split("=")[0].strip() for column in columns.split(",")}
+                           - {"updated_at"})  # set by SQLAlchemy on every update
+
+    sa.event.listen(site.runner.history.engine, "before_cursor_execute", record)
+    try:
+        request = Request("rescue", GEN1_UUID, "progress-1", image_id=GEN1_IMAGE)
+        assert site.runner.handle(request).outcome.value == "success"
+    finally:
+        site.runner.history.close()
+    assert updates, "no step was saved through rescue-flow's connection"
+    # Alone, the marks would be 20 updates of meta only; the starting marks
+    # ride with the steps' results, the ending ones with the flow's last save.
+    assert updates.count({"meta"}) == 10
+    stored = _stored(site, "progress-", str(tmp_path))
+    steps = [json.loads(line.split(" ", 1)[1]) for line in stored if line.startswith("Task")]
+    ran = [step for step in steps if not step["name"].startswith("_TaskFlow_")]  # injector
+    assert len(ran) == 10
+    assert [(step["name"], step["meta"]) for step in ran] == [
+        (step["name"], {"progress": 1.0}) for step in ran]
