@@ -11,13 +11,15 @@ makespan runs from the first publish to the last result notification.
   its own (as in production, where each runs on its own host) with its own
   simulated host and history, each with ``max_concurrent_flows`` 32. (In
   one process, the four share one GIL: 200 flows' CPU no longer fits in
-  the ideal makespan, see docs/benchmarks.md.)
+  the ideal makespan, see docs/benchmarks.md.) Requests go out host by
+  host in turn. Three runs; the median one stands.
 
 A second baseline runs on one host: B1's straight-line script (the same
 os-win calls, no TaskFlow, no broker, no history) rescuing the same 200
 instances on a fresh copy of the host, 32 threads at once. It shows what
 the simulated host alone allows: it runs in the worker's process and
-serializes every call through one state file and its lock.
+serializes every call through one lock (it journals each change: see
+docs/simulated-host.md).
 
 Flow time at zero overhead T = injected latency of one request's calls
 (from the call log: calls x 100 ms; every rescue here makes the same
@@ -158,7 +160,7 @@ def scenario(ctx: harness.Context, name: str, hosts: int, per_host: int,
              concurrency: int, latency: float, processes: bool) -> dict[str, Any]:
     names = f"rf-bench-b3-{uuid.uuid4().hex[:8]}"
     url = str(ctx.rabbit_url)
-    confs, sims, workers, requests = [], [], [], []
+    confs, sims, workers, per_host_requests = [], [], [], []
     children: list[WorkerProcess] = []
     for index in range(hosts):
         host = f"hv-b3-{index + 1}"
@@ -172,8 +174,14 @@ def scenario(ctx: harness.Context, name: str, hosts: int, per_host: int,
             children.append(WorkerProcess(folder, host, url, names, str(concurrency)))
         confs.append(conf)
         sims.append(sim)
-        requests += [Request("rescue", value, harness.new_request_id(), host=host,
-                             image_id=harness.IMAGE) for value in uuids]
+        per_host_requests.append([Request("rescue", value, harness.new_request_id(),
+                                          host=host, image_id=harness.IMAGE)
+                                  for value in uuids])
+    # Host by host in turn, as Nova's events for many hosts would arrive:
+    # sent host after host, the last host's first request would leave only
+    # after every other host's.
+    requests = [request for turn in zip(*per_host_requests, strict=True)
+                for request in turn]
     transport = messaging.rescue_transport(confs[0])
     router = protocol.Router(messaging.Publisher(transport, confs[0].worker.exchange,
                                                  "rescue-flow:bench"),
@@ -241,9 +249,18 @@ def run(ctx: harness.Context) -> dict[str, Any]:
         plans["four_hosts_one_process"] = (4, 50, 32, 0.1, False)
     figures = {}
     for name, (hosts, per_host, concurrency, latency, processes) in plans.items():
-        harness.log(f"B3 {name}: {hosts} x {per_host} flows, {concurrency} at once")
-        figures[name] = scenario(ctx, name, hosts, per_host, concurrency, latency,
-                                 processes)
+        # The four-host case is short (two rounds of flows) and shares two
+        # cores with the broker: one noisy second moves it by 8 %. It runs
+        # three times and the median run stands, the others reported beside.
+        repeats = 3 if processes and not ctx.quick else 1
+        runs = []
+        for attempt in range(repeats):
+            harness.log(f"B3 {name}: {hosts} x {per_host} flows, {concurrency} at once"
+                        + (f" (run {attempt + 1} of {repeats})" if repeats > 1 else ""))
+            runs.append(scenario(ctx, f"{name}-{attempt}", hosts, per_host, concurrency,
+                                 latency, processes))
+        runs.sort(key=lambda run: run["ratio"])
+        figures[name] = dict(runs[len(runs) // 2], ratios_of_runs=[r["ratio"] for r in runs])
     one = plans["one_host"]
     harness.log("B3 one_host baseline: the straight-line script, same concurrency")
     with harness.quiet():

@@ -103,6 +103,10 @@ def _b3(r: dict[str, Any]) -> list[str]:
                           v["makespan_s"], v["ideal_s"], v["ratio"],
                           v["ideal_issue_formula_s"], v["ratio_to_issue_formula"],
                           v["cpu_s"], v.get("script_makespan_s"), v.get("ratio_to_script")))
+    repeated = [f"{name}: {', '.join(map(str, v['ratios_of_runs']))}"
+                for name, v in r["scenarios"].items() if len(v.get("ratios_of_runs", [])) > 1]
+    if repeated:
+        lines += ["", f"Ratios of every run, the median one in the table: {'; '.join(repeated)}."]
     return lines
 
 
