@@ -150,6 +150,13 @@ class StateStore:
         self.calls_path = self.path + ".calls"
         self.journal_path = self.path + ".journal"
         self._lock: FileLock | None = None
+        self._cache: _Shared | None = None
+
+    def _shared(self) -> _Shared:
+        cache = self._cache  # the registry's lock, once per store and process
+        if cache is None or cache.pid != os.getpid():
+            cache = self._cache = _shared_for(self.path)
+        return cache
 
     def _file_lock(self) -> FileLock:
         # lock_for resolves the path (lstat per folder): once per store and
@@ -165,7 +172,7 @@ class StateStore:
     @contextmanager
     def locked(self) -> Iterator[Transaction]:
         """Hold the lock and yield the current state (loaded or cached)."""
-        shared = _shared_for(self.path)
+        shared = self._shared()
         with self._file_lock().held():
             try:
                 self._load(shared)
@@ -179,7 +186,7 @@ class StateStore:
     def replace(self, data: dict[str, Any]) -> None:
         """Overwrite the state (and empty the call log) under the lock."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        shared = _shared_for(self.path)
+        shared = self._shared()
         with self._file_lock().held():
             shared.forget()
             self._write_snapshot(shared, data)
@@ -193,7 +200,7 @@ class StateStore:
         a call need not queue for the lock twice: once to learn how long to
         sleep, once to apply itself.
         """
-        shared = _shared_for(self.path)
+        shared = self._shared()
         data, snapshot_key, journal_key = shared.data, shared.snapshot_key, shared.journal_key
         if data is None or snapshot_key is None or journal_key is None:
             return None

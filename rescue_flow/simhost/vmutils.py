@@ -67,13 +67,13 @@ class SimVMUtils(SimUtils):
 
     # -- listing and looking up ---------------------------------------------
 
-    @oswin_call(mutates=False)
+    @oswin_call(mutates=False, fresh_result=True)
     def list_instance_notes(self, st: HostState):
         return [(name, [n for n in vm["notes"] if n])
                 for name, vm in sorted(st.data["vms"].items())
                 if vm["notes"] is not None and name]
 
-    @oswin_call(mutates=False)
+    @oswin_call(mutates=False, fresh_result=True)
     def list_instances(self, st: HostState):
         """Return the names of all the instances known to Hyper-V (sorted)."""
         return st.vm_names()

@@ -243,3 +243,11 @@ def test_a_latency_set_by_another_process_applies_to_the_next_call(host, other_p
     started = time.monotonic()
     host.vmutils.get_vm_state("vm1")
     assert time.monotonic() - started >= 0.3
+
+
+def test_a_result_handed_out_uncopied_must_hold_no_part_of_the_state(host):
+    assert host.vmutils.list_instance_notes() == [("vm1", [UUID1]), ("vm2", [UUID2])]
+    with pytest.raises(AssertionError, match="built fresh"):
+        host.vmutils._engine.invoke("list_instance_notes", {},
+                                    lambda state, args: [state.data["vms"]["vm1"]["notes"]],
+                                    mutates=False, fresh_result=True)
