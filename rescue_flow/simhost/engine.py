@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from rescue_flow.simhost import changes, faults, store
-from rescue_flow.simhost.model import HostState
+from rescue_flow.simhost.model import HostState, untouched
 from rescue_flow.simhost.store import StateStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,12 +45,11 @@ class Engine:
 
     def invoke(self, method: str, args: dict[str, Any], body: Body,
                mutates: bool, fresh_result: bool = False) -> Any:
+        # Known without queueing for the lock, when this process's cache is current.
         delay = self.store.peek(lambda data: faults.latency(data, method))
-        if delay:  # known without queueing for the lock
+        slept = bool(delay)
+        if delay:
             time.sleep(delay)
-            with self.store.locked() as tx:
-                return self._apply(tx, method, args, body, mutates, fresh_result)
-        slept = False
         while True:
             with self.store.locked() as tx:
                 delay = faults.latency(tx.data, method)
@@ -64,7 +63,7 @@ class Engine:
         self.store.append_call({"method": method, "args": args})
         changed, mode = faults.consume(tx.data, method)
         if changed:
-            tx.commit(HostState(tx.data).touched)  # only the fault's counter moved
+            tx.commit(untouched())  # only the fault's counter moved
         if mode == faults.CRASH_BEFORE:
             _crash()
         if mode in (faults.PERMANENT, faults.TRANSIENT):
@@ -91,13 +90,19 @@ class Engine:
 
 
 def _containers(value: Any) -> Iterator[int]:
-    if isinstance(value, (dict, list)):
-        yield id(value)
+    """The ids of the lists and dicts in ``value``, itself included."""
     if isinstance(value, dict):
-        value = value.values()
-    if isinstance(value, (list, tuple, type({}.values()))):
-        for item in value:
-            yield from _containers(item)
+        yield id(value)
+        items: Any = value.values()
+    elif isinstance(value, list):
+        yield id(value)
+        items = value
+    elif isinstance(value, tuple):
+        items = value
+    else:
+        return
+    for item in items:
+        yield from _containers(item)
 
 
 def _check_shares_nothing(method: str, result: Any, state: dict[str, Any]) -> None:

@@ -89,6 +89,11 @@ def mac_with_colons(mac: str) -> str:
 TRACKED_SECTIONS = ("vms", "files", "dirs")
 
 
+def untouched() -> dict[str, set[str] | None]:
+    """A call's marks before it touches anything (see HostState.touched)."""
+    return {name: set() for name in TRACKED_SECTIONS}
+
+
 class HostState:
     """Typed-ish access to the state dict; every mutation goes through here.
 
@@ -103,7 +108,7 @@ class HostState:
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
-        self.touched: dict[str, set[str] | None] = {name: set() for name in TRACKED_SECTIONS}
+        self.touched = untouched()
 
     def touch(self, section: str, key: str) -> None:
         keys = self.touched[section]

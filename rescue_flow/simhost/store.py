@@ -201,15 +201,8 @@ class StateStore:
         sleep, once to apply itself.
         """
         shared = self._shared()
-        data, snapshot_key, journal_key = shared.data, shared.snapshot_key, shared.journal_key
-        if data is None or snapshot_key is None or journal_key is None:
-            return None
-        try:
-            st, jst = os.stat(self.path), os.stat(self.journal_path)
-        except FileNotFoundError:
-            return None
-        if (st.st_mtime_ns, st.st_size, st.st_ino) != snapshot_key \
-                or (jst.st_ino, jst.st_size) != journal_key:
+        data = shared.data
+        if data is None or self._file_keys() != (shared.snapshot_key, shared.journal_key):
             return None
         return read(data)
 
@@ -253,28 +246,34 @@ class StateStore:
 
     # -- loading ------------------------------------------------------------
 
-    def _load(self, shared: _Shared) -> None:
+    def _file_keys(self) -> tuple[tuple[int, int, int] | None, tuple[int, int] | None]:
+        """The snapshot's and the journal's keys as they are on disk now
+        (None: no such file), to compare with the ones last loaded."""
         try:
             st = os.stat(self.path)
+            snapshot: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
+            snapshot = None
+        try:
+            jst = os.stat(self.journal_path)
+            journal: tuple[int, int] | None = (jst.st_ino, jst.st_size)
+        except FileNotFoundError:
+            journal = None
+        return snapshot, journal
+
+    def _load(self, shared: _Shared) -> None:
+        snapshot, journal = self._file_keys()
+        if snapshot is None:
             shared.forget()
             raise StateFileMissing(
                 f"simulated host state file {self.path} does not exist; "
-                f"create it with 'rescue-flow sim init'") from None
-        try:
-            jst: os.stat_result | None = os.stat(self.journal_path)
-        except FileNotFoundError:
-            jst = None
-        if (shared.data is not None
-                and shared.snapshot_key == (st.st_mtime_ns, st.st_size, st.st_ino)):
-            if jst is not None and shared.journal_key is not None \
-                    and jst.st_ino == shared.journal_key[0]:
-                if jst.st_size == shared.journal_key[1]:
-                    return  # nothing changed since this process last looked
-                if jst.st_size > shared.journal_key[1]:
-                    self._read_journal(shared, shared.journal_key[1])
-                    return
-            elif jst is None and shared.journal_key is None:
+                f"create it with 'rescue-flow sim init'")
+        if shared.data is not None and snapshot == shared.snapshot_key:
+            known = shared.journal_key
+            if journal == known:
+                return  # nothing changed since this process last looked
+            if journal and known and journal[0] == known[0] and journal[1] > known[1]:
+                self._read_journal(shared, known[1])  # only appended to
                 return
         shared.forget()
         self._read_snapshot(shared)
