@@ -1,0 +1,37 @@
+"""The loop without the compute driver: Nova's own notification, on the real
+broker, makes the real worker rescue the VM on the (simulated) host.
+
+Nova's compute driver here is plain ``nova.virt.fake.MediumFakeDriver``, so
+Nova reports whatever the fake driver says, whatever the host does: the
+defect that ``rescue_flow_nova`` (issue 13) fixes. These tests pin down that
+the harness itself works: Nova's real ``instance.rescue.start`` /
+``compute.instance.rescue.start`` reach a worker in another process.
+"""
+
+from __future__ import annotations
+
+from harness import RescueFlowNovaTestCase
+
+
+class NotificationLoopTest(RescueFlowNovaTestCase):
+
+    def test_novas_rescue_notification_makes_the_worker_rescue_the_vm(self) -> None:
+        server = self.boot_server()
+        before = self.sim.view()
+        assert self.host_vm(server, before)["power_state"] == "running"
+
+        self.api.post_server_action(server["id"], {"rescue": None})
+        result = self.results.wait(server["id"], "rescue")
+
+        assert result["outcome"] == "success", result
+        after = self.sim.view()
+        rescue_vm = self.host_vm(server, after, rescue=True)
+        assert rescue_vm is not None and rescue_vm["power_state"] == "running"
+        # Nova believed its fake driver, not the host.
+        assert self.wait_for_nova(server, "RESCUE")["vm_state"] == "rescued"
+
+        self.api.post_server_action(server["id"], {"unrescue": None})
+        result = self.results.wait(server["id"], "unrescue")
+        assert result["outcome"] == "success", result
+        self.wait_for_nova(server, "ACTIVE")
+        assert self.sim.view() == before
