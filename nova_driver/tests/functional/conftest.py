@@ -8,7 +8,7 @@ does for stestr. pytest imports this file before any test module.
 import os
 import sys
 
-import nova.monkey_patch  # noqa: F401,I001  (first: eventlet monkey patching)
+import nova.monkey_patch  # noqa: F401  (first: eventlet monkey patching)
 
 # Nova's API loads its paste pipeline from [wsgi] api_paste_config; the file
 # pip installs is in the environment's etc/nova/, not where Nova looks by

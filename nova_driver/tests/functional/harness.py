@@ -32,19 +32,18 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import fixtures
 import kombu
 import oslo_messaging
-from oslo_log import log as logging
-
 from nova import conf as nova_conf
 from nova import context as nova_context
 from nova import rpc
 from nova.tests.functional import integrated_helpers
-
+from oslo_log import log as logging
 from rfworker import WorkerFixture, amqp_url
 
 CONF = nova_conf.CONF
@@ -65,7 +64,7 @@ def broker_problem(url: str) -> str:
             with kombu.Connection(amqp_url(url), connect_timeout=3) as conn:
                 conn.ensure_connection(max_retries=1)
             _BROKER[url] = ""
-        except Exception as exc:  # noqa: BLE001 - any failure means "no broker"
+        except Exception as exc:
             _BROKER[url] = f"no RabbitMQ at {url}: {exc}"
     return _BROKER[url]
 
@@ -77,9 +76,12 @@ class TeeNotifier:
     builds a noop notifier; sending nothing is the same).
     """
 
-    def __init__(self, fake: Any, real: Any | None) -> None:
+    def __init__(self, fake: Any, real: Any | None, sent: list[Any] | None = None) -> None:
         self.fake = fake
         self.real = real
+        # (notifier, priority, ctxt, event_type, payload) of each real send,
+        # shared by every prepared copy: what a test may replay.
+        self.sent = [] if sent is None else sent
         for priority in ("audit", "debug", "info", "warn", "warning", "error",
                          "critical", "sample"):
             setattr(self, priority, self._sender(priority))
@@ -88,6 +90,7 @@ class TeeNotifier:
         def send(ctxt: Any, event_type: str, payload: Any) -> None:
             if self.real is not None:
                 getattr(self.real, priority)(ctxt, event_type, payload)
+                self.sent.append((self.real, priority, ctxt, event_type, payload))
             fake = getattr(self.fake, "warn" if priority == "warning" else priority, None)
             if fake is not None:
                 fake(ctxt, event_type, payload)
@@ -96,7 +99,7 @@ class TeeNotifier:
     def prepare(self, publisher_id: str | None = None) -> TeeNotifier:
         return TeeNotifier(self.fake.prepare(publisher_id=publisher_id),
                            self.real.prepare(publisher_id=publisher_id)
-                           if self.real is not None else None)
+                           if self.real is not None else None, self.sent)
 
     def is_enabled(self) -> bool:
         return True
@@ -133,8 +136,21 @@ class RealNotifiers(fixtures.Fixture):
             versioned = notifier(list(CONF.notifications.versioned_notifications_topics))
         self.test.flags(notification_format=self.fmt, group="notifications")
         self.test.flags(driver=["messagingv2"], group="oslo_messaging_notifications")
-        self.test.stub_out("nova.rpc.LEGACY_NOTIFIER", TeeNotifier(rpc.LEGACY_NOTIFIER, legacy))
-        self.test.stub_out("nova.rpc.NOTIFIER", TeeNotifier(rpc.NOTIFIER, versioned))
+        self.legacy = TeeNotifier(rpc.LEGACY_NOTIFIER, legacy)
+        self.versioned = TeeNotifier(rpc.NOTIFIER, versioned)
+        self.test.stub_out("nova.rpc.LEGACY_NOTIFIER", self.legacy)
+        self.test.stub_out("nova.rpc.NOTIFIER", self.versioned)
+
+    def sent(self, event_type: str) -> list[Any]:
+        """What Nova put on the broker with this event type, oldest first."""
+        return [entry for tee in (self.legacy, self.versioned) for entry in tee.sent
+                if entry[3] == event_type]
+
+    @staticmethod
+    def replay(entry: Any) -> None:
+        """Send one of Nova's notifications again, unchanged (a duplicate)."""
+        notifier, priority, ctxt, event_type, payload = entry
+        getattr(notifier, priority)(ctxt, event_type, payload)
 
 
 class ResultTap(fixtures.Fixture):
@@ -235,7 +251,8 @@ class RescueFlowNovaTestCase(integrated_helpers.ProviderUsageBaseTestCase):
             self.skipTest(problem)
         super().setUp()
         self.host = f"rfnova-{uuid.uuid4().hex[:8]}"
-        self.useFixture(RealNotifiers(self, self.rabbit_url, self.notification_format))
+        self.nova_notifications = self.useFixture(
+            RealNotifiers(self, self.rabbit_url, self.notification_format))
         tmp = Path(self.useFixture(fixtures.TempDir()).path)
         self.worker = self.useFixture(WorkerFixture(
             tmp / "worker", self.host, self.rabbit_url, self.worker_options_for_test()))
@@ -244,7 +261,11 @@ class RescueFlowNovaTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         self.results = self.useFixture(ResultTap(self.worker))
         if self.start_worker:
             self.worker.start()
+        self.before_compute()
         self.compute = self._start_compute(self.host)
+
+    def before_compute(self) -> None:
+        """Hook: runs after the worker started, before Nova's compute does."""
 
     def worker_options_for_test(self) -> dict[str, dict[str, Any]]:
         return {group: dict(values) for group, values in self.worker_options.items()}

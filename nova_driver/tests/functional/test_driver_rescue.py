@@ -1,0 +1,111 @@
+"""Nova's rescue and unrescue through the rescue-flow driver (issue 13).
+
+Each test checks both sides: Nova's view (vm_state, task_state,
+power_state, the instance fault) through its API, and the host's (the
+simulated Hyper-V host's canonical view) before and after.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nova.compute import power_state
+
+from driver_harness import RescueFlowDriverTestCase
+
+RUNNING = power_state.RUNNING
+
+
+class RescueAndUnrescueTest(RescueFlowDriverTestCase):
+
+    def test_rescue_then_unrescue_nova_and_the_host_agree_each_time(self) -> None:
+        server = self.boot_server()
+        before = self.sim.view()
+
+        answer = self.rescue(server)
+
+        assert answer.get("adminPass"), answer  # Nova made a rescue password
+        nova = self.wait_for_nova(server, "RESCUE")
+        assert nova["vm_state"] == "rescued" and nova["fault"] is None, nova
+        host = self.sim.view()
+        rescue_vm = self.host_vm(server, host, rescue=True)
+        assert rescue_vm is not None and rescue_vm["power_state"] == "running", host
+        assert self.host_vm(server, host)["power_state"] == "off"
+        # get_info follows the rescue VM: Nova's power state is the rescue VM's.
+        assert nova["power_state"] == RUNNING, nova
+
+        self.unrescue(server)
+
+        nova = self.wait_for_nova(server, "ACTIVE")
+        assert nova["vm_state"] == "active" and nova["power_state"] == RUNNING, nova
+        assert self.sim.view() == before
+        # One flow per Nova action, carrying Nova's request id, although Nova
+        # also sent its notifications (format "both": two per action).
+        requests = self.requests_for(server)
+        assert sorted(r["action"] for r in requests) == ["rescue", "unrescue"], requests
+        assert all(r["nova_request_id"] and r["outcome"] == "success" for r in requests), \
+            requests
+        assert len(self.nova_notifications.sent("instance.rescue.start")) == 1
+        assert len(self.nova_notifications.sent("compute.instance.rescue.start")) == 1
+
+    def test_delete_while_rescued_leaves_no_rescue_vm(self) -> None:
+        server = self.boot_server()
+        before = self.sim.view()
+        self.rescue(server)
+        self.wait_for_nova(server, "RESCUE")
+        assert self.host_vm(server, rescue=True) is not None
+
+        self._delete_server(server)
+
+        host = self.sim.view()
+        assert self.host_vm(server, host, rescue=True) is None, host
+        # The fake driver does not delete Hyper-V VMs itself: what is left is
+        # the instance exactly as before its rescue, nothing the rescue made.
+        assert host == before
+
+    def test_nova_rescue_timeout_unrescues_through_the_worker(self) -> None:
+        self.flags(rescue_timeout=1)
+        server = self.boot_server()
+        before = self.sim.view()
+        self.rescue(server)
+        self.wait_for_nova(server, "RESCUE")
+        time.sleep(1.2)
+
+        # The periodic task, called as nova-compute's timer would.
+        self.compute.manager._poll_rescued_instances(self.admin_context())
+
+        nova = self.wait_for_nova(server, "ACTIVE")
+        assert nova["power_state"] == RUNNING, nova
+        assert self.sim.view() == before
+        assert [r["outcome"] for r in self.requests_for(server, "unrescue")] == ["success"]
+
+
+class DuplicatesTest(RescueFlowDriverTestCase):
+
+    def test_a_duplicate_notification_and_a_redelivered_request_change_nothing(self) -> None:
+        server = self.boot_server()
+        self.rescue(server)
+        self.wait_for_nova(server, "RESCUE")
+        rescued = self.sim.view()
+        [request] = self.requests_for(server, "rescue")
+
+        # Nova's notifications again, both formats, unchanged...
+        for event in ("instance.rescue.start", "compute.instance.rescue.start"):
+            for entry in self.nova_notifications.sent(event):
+                self.nova_notifications.replay(entry)
+        # ...and the driver's request again, under the same Nova request id.
+        instance = self._instance(server)
+        context = self.admin_context()
+        context.request_id = request["nova_request_id"]
+        self.driver._rescue_flow_call(context, instance, "rescue")  # returns: ok
+        time.sleep(1.0)  # what the replayed notifications would do, done by now
+
+        assert self.sim.view() == rescued
+        assert self.requests_for(server, "rescue") == [request]
+        assert self.nova_view(server)["status"] == "RESCUE"
+
+    def _instance(self, server: dict[str, Any]) -> Any:
+        from nova import objects
+
+        return objects.Instance.get_by_uuid(self.admin_context(), server["id"])
