@@ -42,6 +42,7 @@ REQUEUE = oslo_messaging.NotificationResult.REQUEUE
 
 REQUEST_EVENT = "rescue_flow.request"
 STEP_EVENT = "rescue_flow.step"
+DRIVER_HELLO_EVENT = "rescue_flow.driver.hello"
 
 _RABBIT = "oslo_messaging_rabbit"
 _ENVELOPE_VERSION = "oslo.version"

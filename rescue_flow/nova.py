@@ -83,10 +83,17 @@ def parse(message: Any, context: Mapping[str, Any] | None = None) -> requests.Re
         fields = _legacy_fields(event_type, payload, action)
     else:
         fields = _versioned_fields(event_type, payload, action)
-    return requests.Request(
-        action=action, request_id=_request_id(message, context, action,
-                                              fields["instance_uuid"]),
-        source="nova", **fields)
+    nova_request_id = _nova_request_id(message, context)
+    if nova_request_id is None:
+        message_id = message.get("message_id")
+        if not isinstance(message_id, str) or not message_id:
+            raise InvalidNotification("notification has no message_id and no request_id")
+        request_id = f"nova:{message_id}"
+    else:
+        request_id = requests.nova_action_request_id(nova_request_id, action,
+                                                     fields["instance_uuid"])
+    return requests.Request(action=action, request_id=request_id, source="nova",
+                            nova_request_id=nova_request_id, **fields)
 
 
 def _versioned_fields(event_type: str, payload: dict[str, Any],
@@ -139,15 +146,10 @@ def _image(value: Any, what: str) -> str | None:
     return requests.canonical_uuid(value, what)
 
 
-def _request_id(message: Mapping[str, Any], context: Mapping[str, Any] | None,
-                action: str, instance_uuid: str) -> str:
+def _nova_request_id(message: Mapping[str, Any],
+                     context: Mapping[str, Any] | None) -> str | None:
     nova_request_id = (context or {}).get("request_id")
     if not nova_request_id:
         data = message["payload"].get("nova_object.data")
         nova_request_id = data.get("request_id") if isinstance(data, dict) else None
-    if isinstance(nova_request_id, str) and nova_request_id:
-        return f"nova:{nova_request_id}:{action}:{instance_uuid}"
-    message_id = message.get("message_id")
-    if not isinstance(message_id, str) or not message_id:
-        raise InvalidNotification("notification has no message_id and no request_id")
-    return f"nova:{message_id}"
+    return nova_request_id if isinstance(nova_request_id, str) and nova_request_id else None

@@ -7,6 +7,7 @@ point refuses the same bad input with the same clear error.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import uuid
 from typing import Any
 
@@ -15,6 +16,12 @@ from rescue_flow import exceptions
 RESCUE = "rescue"
 UNRESCUE = "unrescue"
 ACTIONS = (RESCUE, UNRESCUE)
+
+
+def nova_action_request_id(nova_request_id: str, action: str, instance_uuid: str) -> str:
+    """The request id of one Nova action, the same from its notification and its
+    compute driver (docs/protocol.md), so the worker runs the action once."""
+    return f"nova:{nova_request_id}:{action}:{instance_uuid}"
 
 
 def canonical_uuid(value: Any, what: str) -> str:
@@ -50,7 +57,22 @@ class Request:
     # The rescue image's VM generation if the caller knows it (Glance's
     # hw_machine_type); the host cannot tell for a VHDX image.
     image_generation: int | None = None
-    source: str = "cli"  # "nova", "client", "cli", "demo"
+    source: str = "cli"  # "nova", "nova-driver", "client", "cli", "demo"
+    # Nova's own request id (req-<uuid>) when Nova asked: its notifications
+    # and its compute driver's context share it (docs/protocol.md).
+    nova_request_id: str | None = None
+    # Sent by the Nova driver (docs/protocol.md), UTC ISO 8601 times on the
+    # host's own clock: a request not started by ``start_by`` is refused
+    # untouched; a step not started by ``deadline`` is not run, the flow
+    # reverts. Both None: no limit.
+    start_by: str | None = None
+    deadline: str | None = None
+    # Seconds of clean shutdown before the hard power-off (Nova's
+    # shutdown_timeout for this instance); None: [hyperv] soft_shutdown_timeout.
+    shutdown_timeout: int | None = None
+    # Glance's os_secure_boot and os_type of the rescue image, when known.
+    image_secure_boot: str | None = None
+    image_os_type: str | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -68,6 +90,22 @@ class Request:
                 f"image generation must be 1 or 2, got {self.image_generation!r}")
         if not isinstance(self.request_id, str) or not self.request_id:
             raise exceptions.InvalidRequest("request id must be a non-empty string")
+        for name in ("nova_request_id", "image_secure_boot", "image_os_type"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise exceptions.InvalidRequest(f"{name} must be a non-empty string")
+        for name in ("start_by", "deadline"):
+            parse_time(getattr(self, name), name)
+        timeout = self.shutdown_timeout
+        if timeout is not None and (isinstance(timeout, bool) or
+                                    not isinstance(timeout, int) or timeout < 0):
+            raise exceptions.InvalidRequest(
+                f"shutdown_timeout must be a whole number of seconds >= 0, got {timeout!r}")
+
+    def past(self, limit: str, now: datetime.datetime | None = None) -> bool:
+        """True when the time named ``limit`` ("start_by", "deadline") has passed."""
+        when = parse_time(getattr(self, limit), limit)
+        return when is not None and (now or utcnow()) > when
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -80,3 +118,28 @@ class Request:
             raise exceptions.InvalidRequest(
                 f"request is missing {', '.join(sorted(missing))}")
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def format_time(when: datetime.datetime) -> str:
+    """A UTC time as the protocol writes it: ``2026-12-06T23:40:00.123456+00:00``."""
+    return when.astimezone(datetime.timezone.utc).isoformat()
+
+
+def parse_time(value: Any, what: str) -> datetime.datetime | None:
+    """A protocol time (ISO 8601 with a UTC offset) or None; InvalidRequest otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise exceptions.InvalidRequest(f"{what} must be an ISO 8601 time, got {value!r}")
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise exceptions.InvalidRequest(
+            f"{what} must be an ISO 8601 time, got {value!r}") from None
+    if when.tzinfo is None:
+        raise exceptions.InvalidRequest(f"{what} must carry its UTC offset, got {value!r}")
+    return when

@@ -29,6 +29,7 @@ from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence.history import History, RequestRecord
 from rescue_flow.progress import StepCallback, StepRecorder
 from rescue_flow.quarantine import QuarantineList
+from rescue_flow.tasks.base import HostTask
 
 LOG = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class FlowRunner:
                 LOG.info("Resuming %s of request %s from its last recorded step",
                          kind, request.request_id)
                 engine = taskflow.engines.load(
-                    self._flow(kind), flow_detail=detail, book=book,
+                    self._flow(kind, request), flow_detail=detail, book=book,
                     backend=self.history.backend if self.history else None,
                     engine="serial")
                 result = self._drive(kind, request, engine, on_step)
@@ -138,8 +139,8 @@ class FlowRunner:
             return []
         return [self.resume(record, on_step) for record in self.history.unfinished()]
 
-    def _flow(self, kind: str) -> Any:
-        """A new flow of this kind, made of copies of tasks built once.
+    def _flow(self, kind: str, request: requests.Request) -> Any:
+        """A new flow of this kind for ``request``, made of copies of tasks built once.
 
         Building a task inspects its execute and revert signatures: 2.3 ms
         of CPU for a rescue flow's ten (bench B1). ``Task.copy`` (TaskFlow's
@@ -154,10 +155,10 @@ class FlowRunner:
             template = _FACTORIES[kind](self.host)
             if type(template) is not linear_flow.Flow or template.retry is not None or \
                     not all(isinstance(atom, tf_task.Task) for atom in template):
-                return template
+                return _with_deadline(template, request)
             template = self._templates.setdefault(kind, template)
-        return linear_flow.Flow(template.name).add(
-            *(atom.copy(retain_listeners=False) for atom in template))
+        return _with_deadline(linear_flow.Flow(template.name).add(
+            *(atom.copy(retain_listeners=False) for atom in template)), request)
 
     # Steps of handling -------------------------------------------------
 
@@ -183,6 +184,13 @@ class FlowRunner:
 
     def _handle_locked(self, request: requests.Request,
                        on_step: StepCallback | None) -> Result:
+        if request.past("start_by"):
+            # The Nova driver stopped waiting for this request to start and
+            # told Nova it failed: running it now would make them disagree.
+            return self._result(
+                request, Outcome.REFUSED,
+                reason=f"not started by {request.start_by}, when its sender stopped "
+                f"waiting for it to start; nothing was changed")
         try:
             seen = observe.observe(self.host, request.instance_uuid)
         except exceptions.RescueFlowError as exc:
@@ -210,7 +218,8 @@ class FlowRunner:
         if kind == requests.RESCUE:
             return {"instance_uuid": request.instance_uuid, "image_id": request.image_id,
                     "image_generation": request.image_generation,
-                    "request_id": request.request_id}
+                    "request_id": request.request_id,
+                    "shutdown_timeout": request.shutdown_timeout}
         if kind == requests.UNRESCUE:
             return {"instance_uuid": request.instance_uuid,
                     "request_id": request.request_id}
@@ -223,7 +232,7 @@ class FlowRunner:
 
     def _run_flow(self, kind: str, request: requests.Request, seen: observe.Observation,
                   on_step: StepCallback | None) -> Result:
-        flow = self._flow(kind)
+        flow = self._flow(kind, request)
         store = self._store(kind, request, seen)
         if self.history is None:
             engine = taskflow.engines.load(flow, store=store, engine="serial")
@@ -274,6 +283,14 @@ class FlowRunner:
                                                     exceptions.InvalidRequest)
         return self._result(request, Outcome.REFUSED if refused else Outcome.FAILED,
                             reason=f"{recorder.failed_step} failed: {cause}", **common)
+
+
+def _with_deadline(flow: Any, request: requests.Request) -> Any:
+    """Give this run's tasks the request's deadline (tasks/base.py: HostTask)."""
+    for atom in flow:  # the flows are flat (flows/)
+        if isinstance(atom, HostTask):
+            atom.deadline = request.deadline
+    return flow
 
 
 def _fetch_optional(engine: Any, key: str) -> Any:

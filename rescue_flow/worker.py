@@ -34,6 +34,7 @@ from typing import Any
 import oslo_messaging
 
 from rescue_flow import consumer, exceptions, hyperv, listener, logs, messaging, protocol
+from rescue_flow.driver_presence import DriverHello, DriverPresence
 from rescue_flow.metrics import INTERRUPTED, Metrics, MetricsServer
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence import schema
@@ -152,8 +153,10 @@ class RequestIntake:
 
     def __init__(self, history: History, flows: FlowQueue, results: protocol.Results,
                  host: str, max_attempts: int, remembered: int = 10000,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 presence: DriverPresence | None = None) -> None:
         self.history = history
+        self.presence = presence
         self.flows = flows
         self.results = results
         self.host = host
@@ -161,7 +164,7 @@ class RequestIntake:
         self.metrics = metrics or flows.metrics
         self._attempts = protocol.BoundedRecord(max(remembered, 1000))
         self.stats = {"received": 0, "accepted": 0, "duplicates": 0, "invalid": 0,
-                      "requeued": 0, "gave_up": 0}
+                      "requeued": 0, "gave_up": 0, "left_to_driver": 0}
         self._stats_lock = threading.Lock()
 
     def _count(self, name: str) -> None:
@@ -189,6 +192,8 @@ class RequestIntake:
 
     def _accept(self, message: Mapping[str, Any]) -> Any:
         try:
+            if message.get("event_type") == messaging.DRIVER_HELLO_EVENT:
+                return self._hello(DriverHello.from_message(message, self.host))
             request, progress = protocol.request_from_message(message, self.host)
         except exceptions.InvalidRequest as exc:
             self._count("invalid")
@@ -198,6 +203,15 @@ class RequestIntake:
             self.results.invalid(str(exc), self.host, action=fields.get("action"),
                                  request_id=fields.get("request_id"),
                                  instance_uuid=fields.get("instance_uuid"))
+            return messaging.HANDLED
+        driver = self.presence.driver() if self.presence is not None else None
+        if request.source == "nova" and driver is not None:
+            # Nova calls its driver right after this event; the driver's
+            # request (same request id) is the one to run (driver_presence).
+            self._count("left_to_driver")
+            LOG.info("Nova's %s of instance %s (Nova request %s) is left to this host's "
+                     "Nova driver %s", request.action, request.instance_uuid,
+                     request.nova_request_id, driver)
             return messaging.HANDLED
         new, record = self.history.accept(request)
         if new:
@@ -209,6 +223,14 @@ class RequestIntake:
                  request.request_id)
         if record.result is not None:
             notify(self.results, Result.from_dict(record.result))
+        return messaging.HANDLED
+
+    def _hello(self, hello: DriverHello) -> Any:
+        if self.presence is None:
+            LOG.warning("Ignoring the announcement of Nova driver %s: this intake keeps "
+                        "no record of drivers", hello.driver)
+        else:
+            self.presence.announce(hello)
         return messaging.HANDLED
 
     def _give_up(self, reason: str, message: Mapping[str, Any]) -> None:
@@ -258,9 +280,11 @@ class Worker:
                                conf.worker.notify_steps, self.metrics)
         self.metrics.watch_queue(lambda: self.flows.running_and_waiting()[1])
         self.metrics_server: MetricsServer | None = None
+        self.presence = DriverPresence(self.history.engine, self.host)
         self.handler = RequestIntake(self.history, self.flows, self.results,
                                      self.host, conf.worker.max_delivery_attempts,
-                                     conf.worker.remembered_requests, self.metrics)
+                                     conf.worker.remembered_requests, self.metrics,
+                                     self.presence)
         target = oslo_messaging.Target(
             exchange=conf.worker.exchange,
             topic=protocol.request_topic(conf.worker.requests_topic, self.host))

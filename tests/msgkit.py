@@ -237,6 +237,15 @@ def drain_queue(amqp_url: str, queue: str) -> list[dict[str, Any]]:
 class UnwritableHistory:
     """A history whose database refuses every write (a full or locked disk)."""
 
+    def __init__(self) -> None:
+        import sqlalchemy as sa
+
+        from rescue_flow.persistence import schema
+
+        # Reads work (what a worker reads at start); accept() is what fails.
+        self.engine = sa.create_engine("sqlite://")
+        schema.metadata.create_all(self.engine)
+
     def accept(self, request: Any) -> Any:
         raise RuntimeError("database or disk is full")
 

@@ -32,6 +32,7 @@ def _describe(history: History, record: RequestRecord) -> dict[str, Any]:
         "action": record.request.action,
         "instance_uuid": record.request.instance_uuid,
         "source": record.request.source,
+        "nova_request_id": record.request.nova_request_id,
         "state": record.state,
         "outcome": record.outcome,
         "reason": (record.result or {}).get("reason"),

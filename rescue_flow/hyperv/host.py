@@ -44,32 +44,33 @@ class HyperVHost(HostReader):
 
     # Power -------------------------------------------------------------
 
-    def stop_vm(self, vm_name: str) -> str:
-        """Shut the guest down cleanly, or power off hard after the timeout.
+    def stop_vm(self, vm_name: str, soft_timeout: float | None = None) -> str:
+        """Shut the guest down cleanly, or power off hard after the timeout
+        (``soft_timeout`` seconds, by default the host's ``soft_shutdown_timeout``).
 
         Returns how it ended: ``"already-off"``, ``"soft"`` or ``"hard"``.
         """
         if self.power_state(vm_name) == records.POWER_OFF:
             return "already-off"
-        if self.soft_shutdown_timeout > 0 and self._soft_shutdown(vm_name):
+        timeout = self.soft_shutdown_timeout if soft_timeout is None else soft_timeout
+        if timeout > 0 and self._soft_shutdown(vm_name, timeout):
             return "soft"
         self.power_off(vm_name)
         return "hard"
 
-    def _soft_shutdown(self, vm_name: str) -> bool:
+    def _soft_shutdown(self, vm_name: str, timeout: float) -> bool:
         try:
             self._call(self._vm, "soft_shutdown_vm", vm_name)
         except rf_exc.HyperVError as exc:
             # Expected while a guest boots or lacks integration services.
             LOG.info("Soft shutdown of %s was refused (%s); powering off", vm_name, exc)
             return False
-        deadline = self._clock() + self.soft_shutdown_timeout
+        deadline = self._clock() + timeout
         while True:
             if self.power_state(vm_name) == records.POWER_OFF:
                 return True
             if self._clock() >= deadline:
-                LOG.info("%s did not shut down within %ss; powering off",
-                         vm_name, self.soft_shutdown_timeout)
+                LOG.info("%s did not shut down within %ss; powering off", vm_name, timeout)
                 return False
             self._sleep(self._poll_interval)
 

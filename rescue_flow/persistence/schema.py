@@ -25,3 +25,15 @@ requests_table = sa.Table(
     sa.Column("received_at", sa.DateTime, nullable=False, index=True),
     sa.Column("finished_at", sa.DateTime, index=True),
 )
+
+# One row per host whose nova-compute announced rescue-flow's Nova driver
+# (docs/protocol.md, rescue_flow.driver.hello): while the announcement is
+# valid, that host's worker leaves Nova's notifications to the driver.
+nova_drivers_table = sa.Table(
+    "rescue_flow_nova_drivers", metadata,
+    sa.Column("host", sa.String(255), primary_key=True),
+    sa.Column("driver", sa.String(255), nullable=False),
+    sa.Column("protocol", sa.Integer, nullable=False),
+    sa.Column("announced_at", sa.DateTime, nullable=False),
+    sa.Column("valid_until", sa.DateTime, nullable=False),
+)

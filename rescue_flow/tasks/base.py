@@ -19,16 +19,32 @@ from typing import Any
 
 from taskflow import task
 
-from rescue_flow import records
+from rescue_flow import exceptions, records, requests
 from rescue_flow.hyperv.host import HyperVHost
 
 
 class HostTask(task.Task):
     """A task that drives one Hyper-V host."""
 
+    # Steps before a flow's point of no return do not start once the
+    # request's deadline (the Nova driver's, docs/protocol.md) has passed:
+    # the flow reverts, and reports in time. Clean-up after that point runs
+    # whatever the time: what it finishes is already what the caller sees.
+    stops_at_deadline = True
+
     def __init__(self, host: HyperVHost, **kwargs: Any) -> None:
         super().__init__(name=type(self).__name__, **kwargs)
         self.host = host
+        # Set by the runner on each run's own copy of the task.
+        self.deadline: str | None = None
+
+    def pre_execute(self) -> None:
+        # TaskFlow's executor calls this right before execute(); what it
+        # raises fails the step like execute() would, and the flow reverts.
+        deadline = requests.parse_time(self.deadline, "deadline")
+        if self.stops_at_deadline and deadline is not None and deadline < requests.utcnow():
+            raise exceptions.DeadlineExceeded(
+                f"not started: the request's deadline {self.deadline} has passed")
 
 
 def config(original: dict[str, Any]) -> records.VMConfig:

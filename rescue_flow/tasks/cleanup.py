@@ -37,6 +37,8 @@ def _leftover_unless_done(what: str, action: Callable[[], None]) -> str | None:
 class DestroyRescueVM(HostTask):
     """Destroy the rescue VM (its NICs go with it); no revert."""
 
+    stops_at_deadline = False
+
     default_provides = "rescue_vm_leftover"
 
     def execute(self, rescue_vm: str | None) -> str | None:
@@ -48,6 +50,8 @@ class DestroyRescueVM(HostTask):
 
 class DeleteRescueDisk(HostTask):
     """Delete the rescue disk once no VM uses it; no revert."""
+
+    stops_at_deadline = False
 
     default_provides = "rescue_disk_leftover"
 
@@ -71,6 +75,8 @@ class EnsureRootDiskOnInstance(HostTask):
     the power state recorded before the rescue. A disk already in place means
     the instance is as an unrescue left it, and its power is not touched.
     """
+
+    stops_at_deadline = False
 
     def execute(self, instance_vm: str, original: dict[str, Any] | None) -> None:
         if original is None:

@@ -9,10 +9,14 @@ from rescue_flow.tasks.base import HostTask, config
 
 
 class StopInstance(HostTask):
-    """Shut the instance down (soft, then hard); revert restores its power state."""
+    """Shut the instance down (soft, then hard); revert restores its power state.
 
-    def execute(self, instance_vm: str) -> str:
-        return self.host.stop_vm(instance_vm)
+    ``shutdown_timeout`` is Nova's for this instance when its driver asked
+    (None: the host's [hyperv] soft_shutdown_timeout).
+    """
+
+    def execute(self, instance_vm: str, shutdown_timeout: int | None = None) -> str:
+        return self.host.stop_vm(instance_vm, shutdown_timeout)
 
     def revert(self, instance_vm: str, original: dict[str, Any], **kwargs: Any) -> None:
         self.host.set_power_state(instance_vm, config(original).power_state)

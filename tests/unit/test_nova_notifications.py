@@ -109,7 +109,8 @@ def test_legacy_rescue_parses_with_the_instances_image_and_generation() -> None:
     request = nova.parse(_legacy(), {"request_id": "req-1"})
     assert request == requests.Request(
         action="rescue", instance_uuid=INSTANCE, request_id=f"nova:req-1:rescue:{INSTANCE}",
-        host="hv-7", image_id=IMAGE, image_generation=2, source="nova")
+        host="hv-7", image_id=IMAGE, image_generation=2, source="nova",
+        nova_request_id="req-1")
 
 
 def test_legacy_unrescue_parses() -> None:

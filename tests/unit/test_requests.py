@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from rescue_flow import exceptions
@@ -56,3 +58,32 @@ def test_an_upper_case_uuid_is_accepted_and_made_canonical():
     request = Request("rescue", UUID.upper(), "req-1")
 
     assert request.instance_uuid == UUID
+
+
+# -- fields of the Nova driver's requests (docs/protocol.md) -------------------
+
+DRIVER_FIELDS = {"start_by": "2026-12-06T23:41:00+00:00",
+                 "deadline": "2026-12-06T23:52:00+00:00"}
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("start_by", "tomorrow", "start_by must be an ISO 8601 time"),
+    ("deadline", "2026-12-06T23:52:00", "deadline must carry its UTC offset"),
+    ("deadline", 1765064000, "deadline must be an ISO 8601 time"),
+    ("shutdown_timeout", -1, "shutdown_timeout must be a whole number"),
+    ("shutdown_timeout", True, "shutdown_timeout must be a whole number"),
+    ("shutdown_timeout", 1.5, "shutdown_timeout must be a whole number"),
+    ("nova_request_id", "", "nova_request_id must be a non-empty string"),
+    ("image_secure_boot", 1, "image_secure_boot must be a non-empty string"),
+])
+def test_bad_driver_fields_are_refused_with_their_name(field, value, says) -> None:
+    with pytest.raises(exceptions.InvalidRequest, match=says):
+        Request("rescue", UUID, "r", **{**DRIVER_FIELDS, field: value})
+
+
+def test_past_compares_with_the_given_time() -> None:
+    request = Request("rescue", UUID, "r", **DRIVER_FIELDS)
+    just_before = datetime.datetime(2026, 12, 6, 23, 40, 59, tzinfo=datetime.timezone.utc)
+    assert not request.past("start_by", just_before)
+    assert request.past("start_by", just_before + datetime.timedelta(seconds=2))
+    assert not Request("rescue", UUID, "r").past("deadline")
