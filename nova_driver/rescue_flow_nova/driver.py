@@ -1,0 +1,252 @@
+"""RescueFlowMixin: Nova's rescue and unrescue, carried out by rescue-flow.
+
+Mix it in front of any ``nova.virt.driver.ComputeDriver``::
+
+    class HyperVDriver(RescueFlowMixin, compute_hyperv.nova.driver.HyperVDriver):
+        pass
+
+(ready made in :mod:`rescue_flow_nova.compute_hyperv` and
+:mod:`rescue_flow_nova.nova_hyperv`). What changes, and why:
+
+- ``rescue`` / ``unrescue`` send the request to this host's rescue-flow
+  worker and wait for its result (:mod:`rescue_flow_nova.link`): on success
+  they return and Nova sets RESCUED / ACTIVE; on failure they raise
+  :class:`RescueFlowFailed`, whose message Nova stores as the instance fault
+  (the failed step and its cause first, then whether the host was restored).
+- ``power_off`` during a rescue does nothing but note Nova's clean-shutdown
+  timeout: the flow's own StopInstance step stops the VM with it, so a
+  failed rescue reverts to the power state the VM had before Nova's request.
+- While an instance is rescued, ``get_info`` and the consoles follow the
+  rescue VM (``<vm name>-rescue``), ``list_instances`` leaves it out, and
+  ``destroy`` unrescues through the worker first, so nothing the rescue made
+  outlives the instance.
+- When nova-compute starts (``init_host``) and then periodically
+  (``get_available_resource``), the driver announces itself to the worker,
+  which from then on leaves Nova's rescue notifications to the driver: one
+  Nova action, one flow (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nova import exception
+from nova.compute import power_state, task_states, vm_states
+from nova.conf import CONF
+from nova.virt import hardware
+from oslo_log import log as logging
+
+from rescue_flow_nova import conf as rf_conf
+from rescue_flow_nova import link, protocol
+
+LOG = logging.getLogger(__name__)
+
+# Hyper-V's EnabledState values (os_win.constants) as Nova's power states.
+_POWER_STATES = {2: power_state.RUNNING, 3: power_state.SHUTDOWN,
+                 32768: power_state.PAUSED, 32769: power_state.SUSPENDED}
+
+
+class RescueFlowFailed(exception.NovaException):
+    """The rescue-flow worker reported a failure, or could not be reached."""
+
+    msg_fmt = "%(reason)s"
+
+
+class RescueVMView:
+    """The instance as its rescue VM: ``name`` is the rescue VM's, the rest
+    the instance's (what a Hyper-V driver's console methods look up)."""
+
+    def __init__(self, instance: Any) -> None:
+        self._instance = instance
+
+    @property
+    def name(self) -> str:
+        return protocol.rescue_vm_name(self._instance.name)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._instance, attr)
+
+
+class RescueFlowMixin:
+    """Hands rescue and unrescue to this host's rescue-flow worker."""
+
+    def __init__(self, virtapi: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(virtapi, *args, **kwargs)  # type: ignore[call-arg]
+        rf_conf.register_opts(CONF)
+        # Nova's clean-shutdown timeout for a rescue in progress, by instance.
+        self._rescue_flow_shutdown: dict[str, int] = {}
+        self._rescue_flow_announced: float | None = None
+        self._rescue_flow_vmutils_cache: Any = None
+        # nova-compute's host name, as init_host gives it (CONF.host before).
+        self._rescue_flow_host: str = CONF.host
+
+    # The line to the worker ----------------------------------------------
+
+    def _rescue_flow_link(self, host: str | None = None) -> link.WorkerLink:
+        """The line to the worker of ``host`` (this nova-compute's by default)."""
+        group = CONF[rf_conf.GROUP]
+        url = link.kombu_url(CONF, group.transport_url or CONF.transport_url)
+        return link.WorkerLink(url, group.exchange, group.requests_topic,
+                               group.results_topic, host or self._rescue_flow_host)
+
+    def _rescue_flow_name(self) -> str:
+        return f"{type(self).__module__}.{type(self).__name__}"
+
+    def _rescue_flow_announce(self, force: bool = False) -> None:
+        valid_for = CONF[rf_conf.GROUP].announce_valid_for
+        now = time.monotonic()
+        if not force and self._rescue_flow_announced is not None and \
+                now - self._rescue_flow_announced < valid_for / 3:
+            return
+        try:
+            sent = self._rescue_flow_link().announce(self._rescue_flow_name(), valid_for)
+        except Exception as exc:
+            LOG.warning("Could not announce %s to the rescue-flow worker (will try again): "
+                        "%s", self._rescue_flow_name(), exc)
+            return
+        if sent:
+            self._rescue_flow_announced = now
+            LOG.info("Announced %s to host %s's rescue-flow worker", self._rescue_flow_name(),
+                     self._rescue_flow_host)
+        else:
+            LOG.warning("No rescue-flow worker takes host %s's requests yet; rescue and "
+                        "unrescue fail until it runs", self._rescue_flow_host)
+
+    def _rescue_flow_call(self, context: Any, instance: Any, action: str,
+                          **fields: Any) -> None:
+        group = CONF[rf_conf.GROUP]
+        nova_request_id = getattr(context, "request_id", None) or \
+            f"req-{instance.uuid}-{time.time():.0f}"
+        host = instance.host or self._rescue_flow_host
+        payload = protocol.build_request(
+            action, instance.uuid, host, nova_request_id, protocol.utcnow(),
+            group.timeout, group.revert_allowance, group.start_timeout, **fields)
+
+        def on_step(step: str, state: str) -> None:
+            LOG.info("rescue-flow %s: %s %s", action, step, state, instance=instance)
+
+        try:
+            result = self._rescue_flow_link(host).call(
+                payload, group.timeout, {"request_id": nova_request_id}, on_step)
+        except link.WorkerUnavailable as exc:
+            raise RescueFlowFailed(reason=f"{exc}; host unchanged") from exc
+        except link.WorkerTimedOut as exc:
+            raise RescueFlowFailed(
+                reason=f"{exc}; the worker reverts at its deadline: see rescue-flow "
+                f"status {instance.uuid}") from exc
+        if not result.ok:
+            raise RescueFlowFailed(reason=result.fault())
+        LOG.info("rescue-flow %s: %s", action, result.outcome, instance=instance)
+
+    # Nova's calls ---------------------------------------------------------
+
+    def init_host(self, host: str) -> None:
+        super().init_host(host)  # type: ignore[misc]
+        self._rescue_flow_host = host
+        self._rescue_flow_announce(force=True)
+
+    def get_available_resource(self, nodename: str) -> Any:
+        # Nova's periodic resource update: the announcement rides on it.
+        self._rescue_flow_announce()
+        return super().get_available_resource(nodename)  # type: ignore[misc]
+
+    def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
+        if instance.task_state == task_states.RESCUING:
+            self._rescue_flow_shutdown[instance.uuid] = timeout
+            LOG.info("Power-off left to rescue-flow's StopInstance step (clean shutdown "
+                     "%ss)", timeout, instance=instance)
+            return
+        super().power_off(instance, timeout, retry_interval)  # type: ignore[misc]
+
+    def rescue(self, context: Any, instance: Any, network_info: Any, image_meta: Any,
+               rescue_password: str, block_device_info: Any) -> None:
+        props = image_meta.properties
+        self._rescue_flow_call(
+            context, instance, protocol.RESCUE,
+            image_id=image_meta.id if image_meta.obj_attr_is_set("id") else None,
+            image_generation=protocol.generation_of(props.get("hw_machine_type")),
+            shutdown_timeout=self._rescue_flow_shutdown.pop(instance.uuid, None),
+            image_secure_boot=props.get("os_secure_boot"),
+            image_os_type=props.get("os_type"))
+
+    def unrescue(self, context: Any, instance: Any) -> None:
+        self._rescue_flow_call(context, instance, protocol.UNRESCUE)
+
+    def destroy(self, context: Any, instance: Any, network_info: Any,
+                block_device_info: Any = None, destroy_disks: bool = True,
+                destroy_secrets: bool = True) -> None:
+        if self._rescue_vm_power_state(instance) is not None:
+            # The instance's root disk sits on the rescue VM: give it back
+            # through the worker (the rescue VM and disk go with it).
+            LOG.info("Unrescuing before destroying the instance", instance=instance)
+            self._rescue_flow_call(context, instance, protocol.UNRESCUE)
+        super().destroy(context, instance, network_info,  # type: ignore[misc]
+                        block_device_info, destroy_disks, destroy_secrets)
+
+    def get_info(self, instance: Any, use_cache: bool = True) -> Any:
+        if instance.vm_state == vm_states.RESCUED or \
+                instance.task_state in (task_states.RESCUING, task_states.UNRESCUING):
+            state = self._rescue_vm_power_state(instance)
+            if state is not None:
+                return hardware.InstanceInfo(state=state)
+        return super().get_info(instance, use_cache)  # type: ignore[misc]
+
+    def get_console_output(self, context: Any, instance: Any) -> Any:
+        return super().get_console_output(  # type: ignore[misc]
+            context, self._console_target(instance))
+
+    def get_serial_console(self, context: Any, instance: Any) -> Any:
+        return super().get_serial_console(  # type: ignore[misc]
+            context, self._console_target(instance))
+
+    def get_rdp_console(self, context: Any, instance: Any) -> Any:
+        return super().get_rdp_console(  # type: ignore[misc]
+            context, self._console_target(instance))
+
+    def list_instances(self) -> list[str]:
+        names = super().list_instances()  # type: ignore[misc]
+        present = set(names)
+        return [name for name in names
+                if not (name.endswith(protocol.RESCUE_VM_SUFFIX) and
+                        name[:-len(protocol.RESCUE_VM_SUFFIX)] in present)]
+
+    def list_instance_uuids(self) -> list[str]:
+        # A rescue VM's notes start with rescue-flow's marker, not a uuid,
+        # so Hyper-V drivers skip it; keep each uuid once all the same.
+        return list(dict.fromkeys(super().list_instance_uuids()))  # type: ignore[misc]
+
+    # The host's view of the rescue VM ---------------------------------------
+
+    def _console_target(self, instance: Any) -> Any:
+        if instance.vm_state == vm_states.RESCUED and \
+                self._rescue_vm_power_state(instance) is not None:
+            return RescueVMView(instance)
+        return instance
+
+    def _rescue_flow_vmutils(self) -> Any:
+        """os-win's VMUtils of this host: the Hyper-V driver's own, else a new
+        one; None where there is no Hyper-V (then only Nova's view is used)."""
+        if self._rescue_flow_vmutils_cache is None:
+            utils = getattr(getattr(self, "_vmops", None), "_vmutils", None)
+            if utils is None:
+                try:
+                    from os_win import utilsfactory
+
+                    utils = utilsfactory.get_vmutils()
+                except Exception as exc:  # no WMI: not a Hyper-V host
+                    LOG.debug("No os-win VMUtils here (%s)", exc)
+                    return None
+            self._rescue_flow_vmutils_cache = utils
+        return self._rescue_flow_vmutils_cache
+
+    def _rescue_vm_power_state(self, instance: Any) -> int | None:
+        """Nova's power state of the instance's rescue VM; None if it has none."""
+        vmutils = self._rescue_flow_vmutils()
+        if vmutils is None:
+            return None
+        name = protocol.rescue_vm_name(instance.name)
+        if not vmutils.vm_exists(name):
+            return None
+        summary = vmutils.get_vm_summary_info(name)
+        return _POWER_STATES.get(summary.get("EnabledState"), power_state.NOSTATE)
