@@ -18,6 +18,7 @@ Checked in README.md and docs/*.md:
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 import subprocess
 import sys
@@ -41,7 +42,13 @@ NOVA_ONLY = {
     ("notifications", "notification_format"),
     ("notifications", "versioned_notifications_topics"),
     ("DEFAULT", "instances_path"),
+    ("DEFAULT", "compute_driver"),
+    ("DEFAULT", "shutdown_timeout"),
+    ("DEFAULT", "rescue_timeout"),
 }
+# The Nova driver's own options ([rescue_flow] in nova.conf), from its source:
+# the driver package is not installed in the worker's environment.
+DRIVER_CONF = ROOT / "nova_driver" / "rescue_flow_nova" / "conf.py"
 NOVA_ONLY_GROUPS = {group for group, _ in NOVA_ONLY if group != "DEFAULT"}
 # Code blocks that show output, not commands.
 OUTPUT_LANGUAGES = {"text", "json", "mermaid"}
@@ -235,6 +242,11 @@ def test_the_command_check_catches_a_wrong_command_or_option() -> None:
 def conf() -> cfg.ConfigOpts:
     conf = config.make_conf()
     messaging.register_opts(conf)
+    spec = importlib.util.spec_from_file_location("rescue_flow_nova_conf", DRIVER_CONF)
+    assert spec is not None and spec.loader is not None
+    driver_conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver_conf)
+    driver_conf.register_opts(conf)
     return conf
 
 
