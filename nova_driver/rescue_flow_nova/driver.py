@@ -31,8 +31,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nova import exception
+from nova import context as nova_context
+from nova import exception, objects, utils
 from nova.compute import power_state, task_states, vm_states
+from nova.compute import utils as compute_utils
 from nova.conf import CONF
 from nova.virt import hardware
 from oslo_log import log as logging
@@ -145,6 +147,61 @@ class RescueFlowMixin:
         super().init_host(host)  # type: ignore[misc]
         self._rescue_flow_host = host
         self._rescue_flow_announce(force=True)
+        # In the background: nova-compute's start must not wait for flows.
+        utils.spawn_n(self._rescue_flow_settle_interrupted, host)
+
+    def _rescue_flow_settle_interrupted(self, host: str) -> None:
+        """Finish the rescues and unrescues a nova-compute restart cut short.
+
+        Nova leaves such an instance in task_state rescuing / unrescuing
+        forever. The request the old process sent may have finished, may
+        still run, or may have been refused at its deadline: the same action
+        is asked again under a new request id. The worker runs it after
+        whatever still runs for the instance, and reads the host: an action
+        already done is "nothing to do"; one that was undone runs again (a
+        rescue then boots the instance's own image: which rescue image Nova
+        had chosen died with the old process). Nova's state is then set from
+        the outcome: RESCUED / ACTIVE, or ERROR with the fault.
+        """
+        context = nova_context.get_admin_context()
+        try:
+            instances = objects.InstanceList.get_by_filters(
+                context, {"host": host, "deleted": False,
+                          "task_state": [task_states.RESCUING, task_states.UNRESCUING]})
+        except Exception:
+            LOG.exception("Could not list this host's interrupted rescues")
+            return
+        for instance in instances:
+            try:
+                self._rescue_flow_settle(context, instance)
+            except Exception:
+                LOG.exception("Could not settle the interrupted %s", instance.task_state,
+                              instance=instance)
+
+    def _rescue_flow_settle(self, context: Any, instance: Any) -> None:
+        interrupted = instance.task_state
+        rescue = interrupted == task_states.RESCUING
+        LOG.warning("nova-compute restarted during %s: asking rescue-flow to finish it",
+                    interrupted, instance=instance)
+        try:
+            if rescue:
+                self._rescue_flow_call(context, instance, protocol.RESCUE,
+                                       shutdown_timeout=CONF.shutdown_timeout)
+            else:
+                self._rescue_flow_call(context, instance, protocol.UNRESCUE)
+            instance.vm_state = vm_states.RESCUED if rescue else vm_states.ACTIVE
+        except Exception as exc:
+            instance.vm_state = vm_states.ERROR
+            compute_utils.add_instance_fault_from_exc(context, instance, exc)
+        try:
+            instance.power_state = self.get_info(instance).state
+        except Exception as exc:
+            LOG.warning("Could not read the power state after settling: %s", exc,
+                        instance=instance)
+        instance.task_state = None
+        instance.save(expected_task_state=[interrupted])
+        LOG.info("Settled the interrupted %s: vm_state %s", interrupted, instance.vm_state,
+                 instance=instance)
 
     def get_available_resource(self, nodename: str) -> Any:
         # Nova's periodic resource update: the announcement rides on it.

@@ -232,9 +232,17 @@ def test_destroy_stops_when_the_rescue_cannot_be_undone(
     assert drv.calls == []  # the instance's disk is not deleted under the rescue VM
 
 
+@pytest.fixture(autouse=True)
+def no_background_threads() -> Any:
+    with mock.patch("nova.utils.spawn_n") as spawn_n:
+        yield spawn_n
+
+
 def test_the_driver_announces_itself_at_start_and_then_only_when_due(
-        drv: Driver, fake_link: FakeLink) -> None:
+        drv: Driver, fake_link: FakeLink, no_background_threads: Any) -> None:
     drv.init_host("hv-01")
+    no_background_threads.assert_called_once_with(drv._rescue_flow_settle_interrupted,
+                                                   "hv-01")
     drv.get_available_resource("hv-01")
     assert drv.calls == [("init_host", "hv-01")]
     assert fake_link.announced == [
@@ -257,3 +265,40 @@ def test_an_announcement_that_fails_is_tried_again_at_the_next_resource_update(
     drv.get_available_resource("hv-01")
     drv.get_available_resource("hv-01")
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("interrupted, action, settled", [
+    (task_states.RESCUING, "rescue", vm_states.RESCUED),
+    (task_states.UNRESCUING, "unrescue", vm_states.ACTIVE)])
+def test_an_action_a_restart_cut_short_is_asked_again_and_novas_state_set_from_it(
+        drv: Driver, fake_link: FakeLink, vm_utils: Any, interrupted: str, action: str,
+        settled: str) -> None:
+    stuck = instance(task_state=interrupted, vm_state=vm_states.ACTIVE)
+    stuck.save = mock.Mock()
+    vm_utils.vm_exists.return_value = action == "rescue"
+    vm_utils.get_vm_summary_info.return_value = {"EnabledState": 2}
+    with mock.patch.object(objects.InstanceList, "get_by_filters",
+                           return_value=[stuck]) as listed:
+        drv._rescue_flow_settle_interrupted("hv-01")
+    assert listed.call_args[0][1] == {
+        "host": "hv-01", "deleted": False,
+        "task_state": [task_states.RESCUING, task_states.UNRESCUING]}
+    (sent,) = fake_link.sent
+    assert sent["action"] == action
+    assert sent["request_id"].startswith("nova:req-") and sent["source"] == "nova-driver"
+    if action == "rescue":
+        assert sent["shutdown_timeout"] == CONF.shutdown_timeout
+    assert (stuck.vm_state, stuck.task_state) == (settled, None)
+    stuck.save.assert_called_once_with(expected_task_state=[interrupted])
+
+
+def test_an_interrupted_action_that_fails_again_leaves_nova_in_error_with_the_fault(
+        drv: Driver, fake_link: FakeLink) -> None:
+    fake_link.outcome, fake_link.reason = "failed", "StopInstance failed: boom"
+    stuck = instance(task_state=task_states.RESCUING)
+    stuck.save = mock.Mock()
+    with mock.patch.object(objects.InstanceList, "get_by_filters", return_value=[stuck]), \
+            mock.patch("nova.compute.utils.add_instance_fault_from_exc") as fault:
+        drv._rescue_flow_settle_interrupted("hv-01")
+    assert (stuck.vm_state, stuck.task_state) == (vm_states.ERROR, None)
+    assert str(fault.call_args[0][2]) == "StopInstance failed: boom; host restored"
