@@ -109,3 +109,36 @@ class DuplicatesTest(RescueFlowDriverTestCase):
         from nova import objects
 
         return objects.Instance.get_by_uuid(self.admin_context(), server["id"])
+
+
+class VersionedOnlyTest(RescueFlowDriverTestCase):
+    """With the driver, Nova's notification format changes nothing: the
+    driver's request and the notification meet in one flow."""
+
+    notification_format = "versioned"
+
+    def test_rescue_and_unrescue_run_one_flow_each(self) -> None:
+        server = self.boot_server()
+        before = self.sim.view()
+        self.rescue(server)
+        assert self.wait_for_nova(server, "RESCUE")["power_state"] == RUNNING
+        assert self.host_vm(server, rescue=True)["power_state"] == "running"
+        self.unrescue(server)
+        self.wait_for_nova(server, "ACTIVE")
+        assert self.sim.view() == before
+        requests = self.requests_for(server)
+        assert sorted(r["action"] for r in requests) == ["rescue", "unrescue"], requests
+        sent = [entry[3] for tee in (self.nova_notifications.legacy,
+                                     self.nova_notifications.versioned) for entry in tee.sent]
+        self.check_formats(sent)
+
+    def check_formats(self, sent: list[str]) -> None:
+        assert "instance.rescue.start" in sent and "compute.instance.rescue.start" not in sent
+
+
+class UnversionedOnlyTest(VersionedOnlyTest):
+
+    notification_format = "unversioned"
+
+    def check_formats(self, sent: list[str]) -> None:
+        assert "compute.instance.rescue.start" in sent and "instance.rescue.start" not in sent

@@ -14,6 +14,8 @@ from harness import RescueFlowNovaTestCase
 
 
 class NotificationLoopTest(RescueFlowNovaTestCase):
+    """Nova's [notifications] notification_format = both: one flow per action
+    although each action arrives twice (versioned and legacy)."""
 
     def test_novas_rescue_notification_makes_the_worker_rescue_the_vm(self) -> None:
         server = self.boot_server()
@@ -35,3 +37,20 @@ class NotificationLoopTest(RescueFlowNovaTestCase):
         assert result["outcome"] == "success", result
         self.wait_for_nova(server, "ACTIVE")
         assert self.sim.view() == before
+
+        # One flow per action, whatever reached the worker.
+        requests = self.worker.status(server["id"])
+        assert sorted(r["action"] for r in requests) == ["rescue", "unrescue"], requests
+
+
+class VersionedNotificationLoopTest(NotificationLoopTest):
+    """notification_format = versioned: instance.rescue.start alone."""
+
+    notification_format = "versioned"
+
+
+class UnversionedNotificationLoopTest(NotificationLoopTest):
+    """notification_format = unversioned (Nova 2023.1's default):
+    compute.instance.rescue.start alone."""
+
+    notification_format = "unversioned"
