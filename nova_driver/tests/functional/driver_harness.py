@@ -85,3 +85,132 @@ class RescueFlowDriverTestCase(RescueFlowNovaTestCase):
     def reset_to_active(self, server: dict[str, Any]) -> None:
         """``openstack server set --state active``."""
         self.api.post_server_action(server["id"], {"os-resetState": {"state": "active"}})
+
+
+# -- the mixin on compute-hyperv's driver, its os-win utils on the simulated host --
+
+# os-win utilities the simulated host offers (docs/simulated-host.md); every
+# other one compute-hyperv builds is a stand-in.
+SIM_UTILS = {"vmutils": "vmutils", "vhdutils": "vhdutils", "pathutils": "pathutils",
+             "networkutils": "netutils"}
+
+
+class SimVMUtilsPlus:
+    """The simulated host's VMUtils plus two calls compute-hyperv makes that
+    it lacks: ``stop_vm_jobs`` (destroy; there are no WMI jobs) and
+    ``get_vm_power_state_change_listener`` (the driver's constructor; the
+    listener is never started here: Nova's own power sync is enough)."""
+
+    def __init__(self, vmutils: Any) -> None:
+        self._vmutils = vmutils
+
+    def stop_vm_jobs(self, vm_name: str, timeout: Any = None) -> None:
+        return None
+
+    def get_vm_power_state_change_listener(self, *args: Any, **kwargs: Any) -> Any:
+        from unittest import mock
+
+        return mock.MagicMock(name="WMI power state listener stand-in")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._vmutils, name)
+
+
+def oswin_on_sim(sim_host: Any) -> Any:
+    """Patch os-win's utilsfactory: the simulated host's utilities, stand-ins
+    (autospec-free MagicMocks; Windows is new enough) for the rest."""
+    from unittest import mock
+
+    from os_win import utilsfactory
+
+    def get_class(class_type: str, *args: Any, **kwargs: Any) -> Any:
+        if class_type == "vmutils":
+            return SimVMUtilsPlus(sim_host.vmutils)
+        if class_type in SIM_UTILS:
+            return getattr(sim_host, SIM_UTILS[class_type])
+        stand_in = mock.MagicMock(name=f"os-win {class_type} stand-in")
+        stand_in.check_min_windows_version.return_value = True
+        return stand_in
+
+    return mock.patch.object(utilsfactory, "_get_class", get_class)
+
+
+def _compute_hyperv_class(generation: int) -> type:
+    from compute_hyperv.nova import driver as compute_hyperv_driver
+
+    from rescue_flow_nova.driver import RescueFlowMixin
+
+    class ComputeHyperVOnSim(compute_hyperv_driver.HyperVDriver):
+        """compute-hyperv's driver on the simulated host. Its VM-level code
+        (get_info, list_instances, power, destroy, consoles) is compute-hyperv's
+        own on os-win's interface; what needs a real Windows host (measuring
+        it, WMI event listeners, downloading images for spawn) is Nova's fake
+        driver's, or seeding the VM as compute-hyperv would have built it."""
+
+        sim_state_file: str | None = None
+
+        def __init__(self, virtapi: Any) -> None:
+            self._sim = simhost_inproc.open_host(self.sim_state_file)
+            self._host_side = fake.MediumFakeDriver(virtapi)
+            with oswin_on_sim(self._sim):
+                super().__init__(virtapi)
+
+        def init_host(self, host: str) -> None:
+            self._host_side.init_host(host)  # no console workers, no WMI listener
+
+        def spawn(self, context: Any, instance: Any, image_meta: Any, *args: Any,
+                  **kwargs: Any) -> None:
+            image_id = image_meta.id
+            if image_id not in self._sim.view()["images"]:
+                self._sim.add_image(image_id, generation=generation,
+                                    fmt="vhdx" if generation == 2 else "vhd")
+            self._sim.add_vm(instance.name, instance.uuid, image_id, generation=generation,
+                             nics=1)
+
+        def get_available_resource(self, nodename: str) -> Any:
+            return self._host_side.get_available_resource(nodename)
+
+        def get_available_nodes(self, refresh: bool = False) -> Any:
+            return self._host_side.get_available_nodes(refresh)
+
+        def get_nodenames_by_uuid(self, refresh: bool = False) -> Any:
+            return self._host_side.get_nodenames_by_uuid(refresh)
+
+        def update_provider_tree(self, provider_tree: Any, nodename: str,
+                                 allocations: Any = None) -> None:
+            self._host_side.update_provider_tree(provider_tree, nodename, allocations)
+
+        def get_host_ip_addr(self) -> str:
+            return self._host_side.get_host_ip_addr()
+
+        def plug_vifs(self, instance: Any, network_info: Any) -> None:
+            pass
+
+        def unplug_vifs(self, instance: Any, network_info: Any) -> None:
+            pass
+
+    class RescueFlowComputeHyperV(RescueFlowMixin, ComputeHyperVOnSim):
+        """What ``rescue_flow_nova.compute_hyperv.HyperVDriver`` is (the mixin on
+        compute-hyperv's HyperVDriver), with compute-hyperv on the simulated host."""
+
+    return RescueFlowComputeHyperV
+
+
+class ComputeHyperVTestCase(RescueFlowDriverTestCase):
+    """The rescue-flow driver on compute-hyperv's driver, whose os-win
+    utilities are the simulated host's: Nova, compute-hyperv, the worker
+    and the test see one host."""
+
+    compute_driver = "fake.RescueFlowComputeHyperV"
+
+    def before_compute(self) -> None:
+        super().before_compute()
+        driver = _compute_hyperv_class(self.generation)
+        driver.sim_state_file = str(self.sim.state_file)
+        self.stub_out("nova.virt.fake.RescueFlowComputeHyperV", driver)
+        # compute-hyperv's instance folders are where the worker looks.
+        self.flags(instances_path=str(self.sim.instances_path))
+
+    def boot_server(self, seed: bool = False, **seed_kwargs: Any) -> dict[str, Any]:
+        # The driver's spawn builds the VM on the simulated host.
+        return super().boot_server(seed=False)

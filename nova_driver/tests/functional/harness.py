@@ -38,6 +38,7 @@ from typing import Any
 
 import fixtures
 import kombu
+import testtools.content
 import oslo_messaging
 from nova import conf as nova_conf
 from nova import context as nova_context
@@ -280,7 +281,7 @@ class RescueFlowNovaTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         worker = getattr(self, "worker", None)
         if worker is not None:
             self.addDetail("rescue-flow-worker-log",
-                           fixtures.content.text_content(worker.log()[-20000:]))
+                           testtools.content.text_content(worker.log()[-20000:]))
             print("--- rescue-flow worker log (tail) ---\n" + worker.log()[-8000:])
 
     # -- Nova side -----------------------------------------------------------
