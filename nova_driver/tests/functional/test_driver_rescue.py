@@ -142,3 +142,52 @@ class UnversionedOnlyTest(VersionedOnlyTest):
 
     def check_formats(self, sent: list[str]) -> None:
         assert "compute.instance.rescue.start" in sent and "instance.rescue.start" not in sent
+
+
+class ComputeRestartTest(RescueFlowDriverTestCase):
+    """A nova-compute restarted while an instance is rescuing or unrescuing
+    (Nova itself leaves it so forever) ends with Nova and the host agreeing."""
+
+    def _interrupted(self, server: dict[str, Any], task_state: str) -> None:
+        """As if nova-compute died in the middle of the action: Nova's record
+        says ``task_state``; then nova-compute starts again."""
+        from nova import objects
+
+        instance = objects.Instance.get_by_uuid(self.admin_context(), server["id"])
+        instance.task_state = task_state
+        instance.save()
+        self.compute = self.restart_compute_service(self.compute)
+
+    def test_restarted_during_a_rescue_the_rescue_is_finished(self) -> None:
+        server = self.boot_server()
+
+        self._interrupted(server, "rescuing")
+
+        nova = self.wait_for_nova(server, "RESCUE")
+        assert nova["power_state"] == RUNNING, nova
+        assert self.host_vm(server, rescue=True)["power_state"] == "running"
+
+    def test_restarted_after_the_host_was_rescued_nova_catches_up(self) -> None:
+        server = self.boot_server()
+        done = self.worker.cli("run", "rescue", server["id"])
+        assert done.returncode == 0, done.stdout + done.stderr
+        rescued = self.sim.view()
+
+        self._interrupted(server, "rescuing")
+
+        self.wait_for_nova(server, "RESCUE")
+        assert self.sim.view() == rescued
+        outcomes = sorted(r["outcome"] for r in self.requests_for(server, "rescue"))
+        assert outcomes == ["nothing_to_do", "success"], outcomes
+
+    def test_restarted_during_an_unrescue_the_unrescue_is_finished(self) -> None:
+        server = self.boot_server()
+        before = self.sim.view()
+        self.rescue(server)
+        self.wait_for_nova(server, "RESCUE")
+
+        self._interrupted(server, "unrescuing")
+
+        nova = self.wait_for_nova(server, "ACTIVE")
+        assert nova["power_state"] == RUNNING, nova
+        assert self.sim.view() == before
