@@ -71,7 +71,7 @@ class Request:
     # shutdown_timeout for this instance); None: [hyperv] soft_shutdown_timeout.
     shutdown_timeout: int | None = None
     # Glance's os_secure_boot and os_type of the rescue image, when known.
-    image_secure_boot: str | None = None
+    image_os_secure_boot: str | None = None
     image_os_type: str | None = None
 
     def __post_init__(self) -> None:
@@ -90,7 +90,7 @@ class Request:
                 f"image generation must be 1 or 2, got {self.image_generation!r}")
         if not isinstance(self.request_id, str) or not self.request_id:
             raise exceptions.InvalidRequest("request id must be a non-empty string")
-        for name in ("nova_request_id", "image_secure_boot", "image_os_type"):
+        for name in ("nova_request_id", "image_os_secure_boot", "image_os_type"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise exceptions.InvalidRequest(f"{name} must be a non-empty string")

@@ -224,7 +224,7 @@ class RescueFlowMixin:
             image_id=image_meta.id if image_meta.obj_attr_is_set("id") else None,
             image_generation=protocol.generation_of(props.get("hw_machine_type")),
             shutdown_timeout=self._rescue_flow_shutdown.pop(instance.uuid, None),
-            image_secure_boot=props.get("os_secure_boot"),
+            image_os_secure_boot=props.get("os_secure_boot"),
             image_os_type=props.get("os_type"))
 
     def unrescue(self, context: Any, instance: Any) -> None:

@@ -69,7 +69,7 @@ def build_request(action: str, instance_uuid: str, host: str, nova_request_id: s
                   now: datetime.datetime, timeout: int, revert_allowance: int,
                   start_timeout: int, image_id: str | None = None,
                   image_generation: int | None = None, shutdown_timeout: int | None = None,
-                  image_secure_boot: str | None = None,
+                  image_os_secure_boot: str | None = None,
                   image_os_type: str | None = None) -> dict[str, Any]:
     """The payload of a ``rescue_flow.request`` from the driver.
 
@@ -92,7 +92,7 @@ def build_request(action: str, instance_uuid: str, host: str, nova_request_id: s
     if action == RESCUE:
         payload.update(image_id=image_id, image_generation=image_generation,
                        shutdown_timeout=shutdown_timeout,
-                       image_secure_boot=image_secure_boot, image_os_type=image_os_type)
+                       image_os_secure_boot=image_os_secure_boot, image_os_type=image_os_type)
     return payload
 
 

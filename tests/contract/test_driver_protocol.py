@@ -53,7 +53,7 @@ def test_a_driver_request_becomes_the_request_its_inputs_describe(name: str) -> 
     assert start_by is not None and deadline is not None
     assert (start_by - now).total_seconds() == inputs["start_timeout"]
     assert (deadline - now).total_seconds() == inputs["timeout"] - inputs["revert_allowance"]
-    for field in ("image_id", "image_generation", "shutdown_timeout", "image_secure_boot",
+    for field in ("image_id", "image_generation", "shutdown_timeout", "image_os_secure_boot",
                   "image_os_type"):
         assert getattr(request, field) == inputs.get(field), field
 

@@ -134,7 +134,7 @@ def test_power_off_during_a_rescue_is_left_to_the_flow_with_novas_timeout(
                                                    os_type="linux"), "secret", {})
     (sent,) = fake_link.sent
     assert (sent["action"], sent["shutdown_timeout"], sent["image_generation"],
-            sent["image_secure_boot"], sent["image_os_type"], sent["image_id"]) == (
+            sent["image_os_secure_boot"], sent["image_os_type"], sent["image_id"]) == (
         "rescue", 45, 2, "required", "linux", "155d900f-4e14-4e4c-a73d-069cbf4541e6")
     assert "secret" not in repr(sent)  # the password never travels
 
