@@ -26,7 +26,6 @@ The broker is ``$RESCUE_FLOW_RABBIT_URL`` (else
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -38,17 +37,15 @@ from typing import Any
 
 import fixtures
 import kombu
-import testtools.content
 import oslo_messaging
+import testtools.content
 from nova import conf as nova_conf
 from nova import context as nova_context
 from nova import rpc
 from nova.tests.functional import integrated_helpers
-from oslo_log import log as logging
 from rfworker import WorkerFixture, amqp_url
 
 CONF = nova_conf.CONF
-LOG = logging.getLogger(__name__)
 DEFAULT_RABBIT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 RESULT_TIMEOUT = 30.0
 _BROKER: dict[str, str] = {}
@@ -195,7 +192,8 @@ class ResultTap(fixtures.Fixture):
         deadline = time.monotonic() + seconds
         while True:
             try:
-                self.connection.drain_events(timeout=max(0.01, min(0.2, deadline - time.monotonic())))
+                left = deadline - time.monotonic()
+                self.connection.drain_events(timeout=max(0.01, min(0.2, left)))
             except (TimeoutError, OSError):
                 pass
             else:
@@ -340,9 +338,3 @@ class RescueFlowNovaTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         name = self.instance_name(server) + ("-rescue" if rescue else "")
         return (view or self.sim.view())["vms"].get(name)
 
-
-@contextlib.contextmanager
-def timed(label: str) -> Any:
-    started = time.monotonic()
-    yield
-    LOG.info("%s took %.2fs", label, time.monotonic() - started)

@@ -4,9 +4,8 @@ destroy run against the host the worker changes."""
 
 from __future__ import annotations
 
-from nova.compute import power_state
-
 from driver_harness import ComputeHyperVTestCase
+from nova.compute import power_state
 
 
 class ComputeHyperVRescueTest(ComputeHyperVTestCase):

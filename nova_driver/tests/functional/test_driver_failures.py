@@ -11,9 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nova.compute import power_state
-
 from driver_harness import RescueFlowDriverTestCase
+from nova.compute import power_state
 
 # One os-win call inside each step of the rescue flow (Gen2, one NIC), and
 # which of that method's calls, counted from when the fault is armed: a

@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nova.compute import power_state
-
 from driver_harness import RescueFlowDriverTestCase
+from nova.compute import power_state
 
 RUNNING = power_state.RUNNING
 
