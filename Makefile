@@ -65,7 +65,8 @@ NOVA_VENV := .venv-nova
 NOVA_STAMP := $(NOVA_VENV)/.installed
 NOVA_DEPS_STAMP := $(NOVA_VENV)/.installed-nova
 NOVA_PYTEST_ARGS ?=
-NOVA_DRIVER_FILES := $(shell find nova_driver -path nova_driver/tests -prune -o -type f \
+NOVA_DRIVER_FILES := $(shell find nova_driver \( -path nova_driver/tests -o -path nova_driver/build \
+	-o -name '*.egg-info' \) -prune -o -type f \
 	\( -name '*.py' -o -name '*.cfg' -o -name '*.toml' -o -name '*.txt' -o -name '*.in' \) \
 	-print 2>/dev/null)
 

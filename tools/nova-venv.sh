@@ -64,6 +64,9 @@ if ! $driver; then
     :
 elif [[ -f nova_driver/setup.cfg || -f nova_driver/pyproject.toml || -f nova_driver/setup.py ]]; then
     log "installing the driver distribution (nova_driver/, --no-deps, not editable)"
+    # setuptools builds in the source folder and would pack whatever an
+    # earlier build left in build/ (a module since deleted, for one).
+    rm -rf nova_driver/build nova_driver/*.egg-info
     "${pip[@]}" install --no-deps --force-reinstall ./nova_driver
 else
     log "nova_driver/ has no packaging metadata yet: driver not installed"
