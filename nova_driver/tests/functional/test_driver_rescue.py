@@ -190,3 +190,30 @@ class ComputeRestartTest(RescueFlowDriverTestCase):
         nova = self.wait_for_nova(server, "ACTIVE")
         assert nova["power_state"] == RUNNING, nova
         assert self.sim.view() == before
+
+
+class WhatOnlyTheDriverKnowsTest(RescueFlowDriverTestCase):
+    """The flow uses what Nova gives the driver: the rescue image Nova
+    chose and Nova's clean-shutdown timeout."""
+
+    rescue_image = "a2459075-d96c-40d5-893e-577ff92e721c"  # another GlanceFixture image
+
+    def test_the_flow_boots_novas_rescue_image_and_waits_novas_shutdown_timeout(
+            self) -> None:
+        self.flags(shutdown_timeout=4)  # the worker's own default here: 2 s
+        server = self.boot_server(soft_shutdown="hang")  # the guest ignores shutdown
+        self.sim.run(("add_image", {"image_id": self.rescue_image, "generation": 2,
+                                    "fmt": "vhdx"}))
+
+        self.api.post_server_action(
+            server["id"], {"rescue": {"rescue_image_ref": self.rescue_image}})
+
+        self.wait_for_nova(server, "RESCUE")
+        host = self.sim.view()
+        parents = {path: record["parent"] for path, record in host["files"].items()}
+        rescue_disks = [path for path in parents if "root-rescue" in path]
+        assert len(rescue_disks) == 1, parents
+        assert parents[rescue_disks[0]].endswith(f"{self.rescue_image}.vhdx"), parents
+        [request] = self.requests_for(server, "rescue")
+        stop = next(s for s in request["steps"] if s["step"] == "StopInstance")
+        assert 3.5 <= stop["seconds"] < 15, stop  # Nova's 4 s, then a hard power-off
