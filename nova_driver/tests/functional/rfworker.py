@@ -74,10 +74,8 @@ class SimHost:
         """Seed the VM Nova's Hyper-V driver would have built for an instance:
         root.vhd(x) differencing on ``_base/<image id>``; returns the view."""
         fmt = fmt or ("vhdx" if generation == 2 else "vhd")
-        ops: list[Any] = []
-        if image_id not in self.view()["images"]:
-            ops.append(("add_image", {"image_id": image_id, "generation": generation,
-                                      "fmt": fmt}))
+        ops: list[Any] = [("ensure_image", {"image_id": image_id, "generation": generation,
+                                            "fmt": fmt})]
         ops.append(("add_vm", {"name": name, "uuid": instance_uuid, "image_id": image_id,
                                "generation": generation, **kwargs}))
         ops.append(("view", {}))

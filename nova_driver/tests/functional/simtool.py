@@ -13,7 +13,8 @@ prints one JSON document: the list of each operation's result. Operations
 are the public test affordances of ``rescue_flow.simhost.SimulatedHost``
 (docs/simulated-host.md): ``init``, ``add_image``, ``add_vm``, ``view``,
 ``calls``, ``clear_calls``, ``set_fault``, ``set_latency``, ``clear_faults``,
-``armed_faults``; each is ``[name, {keyword arguments}]``.
+``armed_faults``, and ``ensure_image`` (``add_image`` unless the image is
+cached already); each is ``[name, {keyword arguments}]``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 
-OPERATIONS = {"add_image", "add_vm", "view", "calls", "clear_calls", "set_fault",
+OPERATIONS = {"ensure_image", "add_image", "add_vm", "view", "calls", "clear_calls", "set_fault",
               "set_latency", "clear_faults", "armed_faults"}
 
 
@@ -42,6 +43,10 @@ def main(argv: list[str]) -> int:
             return 2
         if host is None:
             host = SimulatedHost(state_file)
+        if name == "ensure_image":
+            cached = kwargs["image_id"] in host.view()["images"]
+            results.append(None if cached else host.add_image(**kwargs))
+            continue
         results.append(getattr(host, name)(**kwargs))
     json.dump(results, sys.stdout, sort_keys=True)
     return 0
