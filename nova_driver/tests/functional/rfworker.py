@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -45,6 +46,16 @@ def amqp_url(transport_url: str) -> str:
     netloc = parsed.netloc.split(",")[0]
     vhost = parsed.path[1:] if parsed.path not in ("", "/") else "/"
     return f"amqp://{netloc}/{quote(vhost, safe='')}"
+
+
+def _die_with_the_tests() -> None:
+    """In the worker's process, before exec: get SIGTERM when the test
+    process dies, however it dies (Linux), so no worker outlives a run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
 
 
 class SimHost:
@@ -175,7 +186,8 @@ class WorkerFixture(fixtures.Fixture):
                 [str(worker_bin() / "rescue-flow"), "--config-file", str(self.conf_file),
                  "worker"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                preexec_fn=_die_with_the_tests)
         if not wait:
             return
         deadline = time.monotonic() + START_TIMEOUT
