@@ -8,17 +8,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k config -x'
 PYTEST_ARGS ?=
-LINT_PATHS := $(wildcard rescue_flow tests bench tools)
+LINT_PATHS := $(wildcard rescue_flow tests bench tools nova_driver)
 
-.PHONY: help demo test lint genconfig bench
+.PHONY: help demo test test-worker lint genconfig genconfig-nova bench
 
 help:
 	@echo "make demo       seed a simulated Hyper-V host and show it (or run 'rescue-flow demo')"
-	@echo "make test       run the test suite (broker tests skip without RabbitMQ; see .ci/run)"
+	@echo "make test       every test: the worker's (test-worker), then the Nova driver's (test-nova)"
+	@echo "make test-worker the worker's suite (broker and database tests skip without them; see .ci/run)"
 	@echo "make lint       ruff check $(LINT_PATHS)"
 	@echo "make genconfig  regenerate etc/rescue-flow.conf.sample"
 	@echo "make venv-nova  build .venv-nova: nova 27.5.1, compute-hyperv 16.0.0, os-win 5.9.0 (2023.1 constraints) + nova_driver/"
-	@echo "make test-nova  real Nova + the real worker on RabbitMQ, simulated Hyper-V (nova_driver/tests/functional)"
+	@echo "make test-nova  the Nova driver's tests in .venv-nova: unit, RabbitMQ, real Nova + the real worker (nova_driver/tests)"
+	@echo "make genconfig-nova regenerate nova_driver/etc/rescue-flow-nova.conf.sample"
 	@echo "make bench      benchmarks B1-B5 (~10 min; B2, B3, B5 need RabbitMQ): bench/results/latest.json, docs/benchmarks.md"
 
 $(BIN)/python:
@@ -31,7 +33,13 @@ $(STAMP): setup.cfg setup.py requirements.txt test-requirements.txt | $(BIN)/pyt
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo-seed.sh
 
-test: $(STAMP)
+# Both suites run even when the first fails; make test fails if either did.
+test:
+	@rc=0; $(MAKE) --no-print-directory test-worker || rc=$$?; \
+	$(MAKE) --no-print-directory test-nova || rc=$$((rc ? rc : $$?)); \
+	exit $$rc
+
+test-worker: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests
 
 lint: $(STAMP)
@@ -87,5 +95,9 @@ venv-nova: $(NOVA_STAMP)
 # environment has.
 test-nova: $(NOVA_STAMP) $(STAMP)
 	RESCUE_FLOW_BIN="$(CURDIR)/$(BIN)" $(NOVA_VENV)/bin/python -P -m pytest \
-		-c nova_driver/tests/functional/pytest.ini \
-		--rootdir nova_driver/tests/functional $(NOVA_PYTEST_ARGS) nova_driver/tests/functional
+		-c nova_driver/tests/pytest.ini \
+		--rootdir nova_driver/tests $(NOVA_PYTEST_ARGS) nova_driver/tests
+
+genconfig-nova: $(NOVA_STAMP)
+	$(NOVA_VENV)/bin/oslo-config-generator \
+		--config-file nova_driver/etc/oslo-config-generator/rescue-flow-nova.conf

@@ -125,7 +125,7 @@ def unwrap(body: Any) -> dict[str, Any] | None:
     """The notification in a wire body (JSON text or dict, enveloped or not);
     None for anything else."""
     try:
-        if isinstance(body, bytes | bytearray):
+        if isinstance(body, (bytes, bytearray)):
             body = body.decode("utf-8")
         if isinstance(body, str):
             body = json.loads(body)
