@@ -230,6 +230,18 @@ WORKER_OPTS = [
         "request. Off: only for requests whose client waits (--wait).",
     ),
     cfg.IntOpt(
+        "graceful_shutdown_timeout",
+        default=540,
+        min=1,
+        help="Seconds a stop (SIGTERM, Ctrl+C, a Windows service stop) waits for "
+        "the running flows to finish. When they have not, or when the broker or "
+        "the history database does not answer, the worker exits anyway (exit "
+        "code 124) and the interrupted flows resume from their last recorded "
+        "step at the next start, as after a crash. Keep it below the service "
+        "manager's own stop timeout (systemd TimeoutStopSec, WinSW stoptimeout: "
+        "600 s in etc/), which kills the process when it runs out.",
+    ),
+    cfg.IntOpt(
         "remembered_requests",
         default=10000,
         min=0,
