@@ -10,7 +10,7 @@ share or collide on a metric. The worker feeds it through a few hooks:
 - :class:`rescue_flow.worker.FlowQueue`: how long a recorded request waited
   for its flow, flows in flight, and each request's outcome;
 - the runner's ``on_step`` callback: each step's duration;
-- at scrape time: the quarantine list (a small JSON file) and the requests
+- at scrape time: the quarantine list (a table of the history) and the requests
   recorded but waiting for a flow slot.
 
 ``[metrics] enabled`` serves them with prometheus_client's own HTTP server (a

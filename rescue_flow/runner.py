@@ -10,6 +10,7 @@ by TaskFlow; a revert that fails quarantines the instance.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -28,7 +29,7 @@ from rescue_flow.locks import instance_lock
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence.history import History, RequestRecord
 from rescue_flow.progress import StepCallback, StepRecorder
-from rescue_flow.quarantine import QuarantineList
+from rescue_flow.quarantine import MemoryQuarantine, QuarantineList
 
 LOG = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ def _logged_as_request(method: _Method) -> _Method:
 
 
 class FlowRunner:
-    def __init__(self, host: HyperVHost, quarantine: QuarantineList, host_name: str,
-                 lock_dir: str, history: History | None = None) -> None:
+    def __init__(self, host: HyperVHost, quarantine: QuarantineList | MemoryQuarantine,
+                 host_name: str, lock_dir: str, history: History | None = None) -> None:
         self.host = host
         self.quarantine = quarantine
         self.host_name = host_name
@@ -68,8 +69,9 @@ class FlowRunner:
     @classmethod
     def from_conf(cls, conf: Any, host: HyperVHost,
                   history: History | None = None) -> FlowRunner:
-        return cls(host, QuarantineList.from_conf(conf), conf.host,
-                   os.path.join(conf.state_path, "locks"), history)
+        quarantine = MemoryQuarantine() if history is None else QuarantineList(history)
+        return cls(host, quarantine, conf.host, os.path.join(conf.state_path, "locks"),
+                   history)
 
     @classmethod
     def durable(cls, conf: Any, host: HyperVHost | None = None) -> FlowRunner:
@@ -177,8 +179,12 @@ class FlowRunner:
         return self._result(request, Outcome.QUARANTINED, reason=str(error))
 
     def _finish(self, result: Result) -> Result:
+        """Record the end; a revert failure quarantines in the same transaction."""
+        reason = result.reason if isinstance(result, Quarantining) else None
         if self.history is not None:
-            self.history.finish(result)
+            self.history.finish(result, quarantine_reason=reason)
+        elif reason is not None:
+            self.quarantine.add(result.instance_uuid, reason, result.request_id)
         return result
 
     def _handle_locked(self, request: requests.Request,
@@ -265,15 +271,19 @@ class FlowRunner:
         if engine.storage.get_flow_state() != tf_states.REVERTED:
             reason = (f"{recorder.failed_step} failed: {cause}; "
                       f"then reverting {recorder.revert_failed} failed: {exc}")
-            self.quarantine.add(request.instance_uuid, reason, request.request_id)
             lifecycle.fire(states.REVERT_FAILED)
             LOG.error("Instance %s quarantined: %s", request.instance_uuid, reason)
-            return self._result(request, Outcome.QUARANTINED, reason=reason, **common)
+            return Quarantining(**dataclasses.asdict(self._result(
+                request, Outcome.QUARANTINED, reason=reason, **common)))
         lifecycle.fire(states.REVERTED)
         refused = first is not None and first.check(exceptions.ValidationError,
                                                     exceptions.InvalidRequest)
         return self._result(request, Outcome.REFUSED if refused else Outcome.FAILED,
                             reason=f"{recorder.failed_step} failed: {cause}", **common)
+
+
+class Quarantining(Result):
+    """A result whose instance goes into quarantine as it is recorded."""
 
 
 def _fetch_optional(engine: Any, key: str) -> Any:

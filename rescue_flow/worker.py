@@ -252,8 +252,8 @@ class Worker:
         if runner is None:
             runner = FlowRunner.from_conf(conf, hyperv.get_host(conf), self.history)
         self.metrics = Metrics()
-        quarantine = QuarantineList.from_conf(conf)
-        self.metrics.watch_quarantine(lambda: len(quarantine.all()))
+        quarantine = QuarantineList(self.history)
+        self.metrics.watch_quarantine(quarantine.count)
         self.flows = FlowQueue(runner, self.results, conf.worker.max_concurrent_flows,
                                conf.worker.notify_steps, self.metrics)
         self.metrics.watch_queue(lambda: self.flows.running_and_waiting()[1])

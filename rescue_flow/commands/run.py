@@ -110,14 +110,15 @@ def resume_command(conf: Any, args: argparse.Namespace) -> int:
 
 
 def quarantined_command(conf: Any, args: argparse.Namespace) -> int:
-    entries = QuarantineList.from_conf(conf).all()
+    entries = QuarantineList.from_conf(conf).all()  # in the history database
     if args.json:
         print(json.dumps(entries, indent=2, sort_keys=True))
         return EXIT_OK
     if not entries:
         print("no instance is quarantined")
     for instance_uuid, entry in sorted(entries.items()):
-        print(f"{instance_uuid}  since {entry['since']}  (request {entry['request_id']})")
+        print(f"{instance_uuid}  on {entry['host']}  since {entry['since']}  "
+              f"(request {entry['request_id']})")
         print(f"    {entry['reason']}")
     return EXIT_OK
 

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,10 +32,13 @@ from taskflow import states as tf_states
 from taskflow.persistence import models
 
 from rescue_flow.outcome import Result
-from rescue_flow.persistence import schema
+from rescue_flow.persistence import quarantine, schema
 from rescue_flow.persistence.backend import FastSQLAlchemyBackend, create_engine, is_sqlite
 from rescue_flow.requests import Request
 
+# Where earlier rescue-flow kept quarantined instances (in [DEFAULT] state_path);
+# imported once into the history (persistence/quarantine.py).
+LEGACY_QUARANTINE_FILE = "quarantine.json"
 FINISHED_FLOW_STATES = (tf_states.SUCCESS, tf_states.REVERTED, tf_states.FAILURE)
 _table = schema.requests_table
 # TaskFlow's table of steps, only as far as ``steps`` needs to order them.
@@ -123,6 +127,9 @@ class History:
     def from_conf(cls, conf: Any) -> History:
         history = cls(create_engine(conf.persistence.connection), conf.host)
         history.upgrade()
+        quarantine.import_file(history.engine,
+                               os.path.join(conf.state_path, LEGACY_QUARANTINE_FILE),
+                               conf.host)
         return history
 
     def upgrade(self) -> None:
@@ -251,12 +258,17 @@ class History:
                 return book, detail
         return None
 
-    def finish(self, result: Result) -> None:
+    def finish(self, result: Result, quarantine_reason: str | None = None) -> None:
+        """Record the request's end; with a reason, quarantine its instance in
+        the same transaction (a revert failed)."""
         with self.engine.begin() as connection:
             connection.execute(_UPDATE, {
                 "_request_id": result.request_id, "state": schema.FINISHED,
                 "outcome": result.outcome.value, "result": json.dumps(result.to_dict()),
                 "finished_at": utcnow()})
+            if quarantine_reason is not None:
+                quarantine.record(connection, result.instance_uuid, result.host,
+                                  quarantine_reason, result.request_id)
 
     def unfinished(self) -> list[RequestRecord]:
         """This host's requests that were accepted but never finished, oldest first."""
