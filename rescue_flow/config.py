@@ -262,6 +262,26 @@ PERSISTENCE_OPTS = [
         "postgresql+psycopg2://user:pass@db/rescue_flow) shares the history "
         "across hosts. Tables are created or upgraded at start.",
     ),
+    cfg.FloatOpt(
+        "storage_retry_timeout",
+        default=60.0,
+        min=0,
+        help="Seconds a write to the history that fails on the database or its "
+        "disk (SQLite locked by another process, a full disk, a PostgreSQL "
+        "restart) is retried, with backoff, before the request is left "
+        "unfinished: 'history storage unavailable'. Nothing is reverted or "
+        "quarantined for it; the worker takes no new request until the "
+        "database answers again, then finishes the request ('rescue-flow "
+        "resume' does the same by hand).",
+    ),
+    cfg.FloatOpt(
+        "sqlite_busy_timeout",
+        default=30.0,
+        min=0,
+        help="With a SQLite history: seconds a write waits for another "
+        "process's write lock before it fails with 'database is locked' (and is "
+        "retried, see storage_retry_timeout).",
+    ),
     cfg.IntOpt(
         "history_days",
         default=30,

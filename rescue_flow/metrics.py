@@ -54,7 +54,9 @@ KINDS = ("rescue", "unrescue")
 # A flow that stopped short (the database or the state folder failed): the
 # request stays recorded and resumes at the next start.
 INTERRUPTED = "interrupted"
-OUTCOMES = (*(outcome.value for outcome in Outcome), INTERRUPTED)
+# The history database did not answer: the request waits for a resume.
+STORAGE_UNAVAILABLE = "storage_unavailable"
+OUTCOMES = (*(outcome.value for outcome in Outcome), INTERRUPTED, STORAGE_UNAVAILABLE)
 # Only a step's execution is timed; its revert is another matter.
 _TIMED_STATES = ("SUCCESS", "FAILURE")
 

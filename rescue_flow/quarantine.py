@@ -31,7 +31,8 @@ class QuarantineList:
         return cls(History.from_conf(conf))
 
     def get(self, instance_uuid: str) -> dict[str, Any] | None:
-        return rows.get(self.history.engine, instance_uuid)
+        """Retried like every history read (StorageUnavailable after the timeout)."""
+        return self.history.retry(rows.get)(self.history.engine, instance_uuid)
 
     def add(self, instance_uuid: str, reason: str, request_id: str) -> None:
         """Quarantine on its own; a runner does it with the request's end instead."""

@@ -28,6 +28,7 @@ from rescue_flow.hyperv.host import HyperVHost
 from rescue_flow.locks import instance_lock
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence.history import History, RequestRecord
+from rescue_flow.persistence.retrying import storage_unavailable
 from rescue_flow.progress import StepCallback, StepRecorder
 from rescue_flow.quarantine import MemoryQuarantine, QuarantineList
 
@@ -91,7 +92,11 @@ class FlowRunner:
                on_step: StepCallback | None = None) -> Result:
         """Record the request (once per request id), then execute it."""
         if self.history is not None:
-            new, record = self.history.accept(request)
+            try:
+                new, record = self.history.accept(request)
+            except exceptions.StorageUnavailable as exc:
+                exc.recorded = False
+                raise
             if not new:
                 return self._duplicate(record)
         return self.execute(request, on_step)
@@ -99,40 +104,83 @@ class FlowRunner:
     @_logged_as_request
     def execute(self, request: requests.Request,
                 on_step: StepCallback | None = None) -> Result:
-        """Run an accepted request to its end and record the result."""
-        refused = self._quarantined(request)
-        if refused is None:
+        """Run an accepted request to its end and record the result.
+
+        Raises StorageUnavailable, and only that, when the history does not
+        answer: the request is then left for a resume. Any other error is
+        the request's end (FAILED, with the cause), recorded like any
+        result: a caller told that it failed never sees it run later.
+        """
+        def run() -> Result:
             with instance_lock(self.lock_dir, request.instance_uuid):
-                result = self._handle_locked(request, on_step)
-        else:
-            result = refused
-        return self._finish(result)
+                return self._handle_locked(request, on_step)
+        return self._ended(request, run)
 
     @_logged_as_request
     def resume(self, record: RequestRecord, on_step: StepCallback | None = None) -> Result:
-        """Finish a request that a crash interrupted, from its last recorded step."""
+        """Finish a request that a crash (or the history's storage) interrupted.
+
+        A flow cut short continues from its last recorded step. A flow that
+        ended without its end being recorded (its result, or the quarantine
+        with it, could not be written) gives its result from what it
+        recorded: a failed revert is quarantined, never followed by a fresh
+        flow on the host it left broken.
+        """
+        def run() -> Result:
+            with instance_lock(self.lock_dir, record.request.instance_uuid):
+                return self._resume_locked(record, on_step)
+        return self._ended(record.request, run)
+
+    def _ended(self, request: requests.Request, run: Callable[[], Result]) -> Result:
+        """Check quarantine, ``run``, record the end, whatever the end is.
+
+        An unexpected error is the request's end too (FAILED, with the cause
+        and what the host looks like). Only StorageUnavailable escapes.
+        """
+        try:
+            refused = self._quarantined(request)
+            return self._finish(refused if refused is not None else run())
+        except exceptions.StorageUnavailable:
+            raise
+        except Exception as exc:
+            unavailable = storage_unavailable(exc)
+            if unavailable is not None:
+                raise unavailable from exc
+            LOG.exception("Request %s failed outside its flow", request.request_id)
+            reason = (f"failed outside its flow: {type(exc).__name__}: {exc}; "
+                      f"host: {_host_state(self.host, request.instance_uuid)}")
+            return self._finish(self._result(request, Outcome.FAILED, reason=reason))
+
+    def _resume_locked(self, record: RequestRecord, on_step: StepCallback | None) -> Result:
         request = record.request
-        refused = self._quarantined(request)
-        if refused is not None:
-            return self._finish(refused)
-        with instance_lock(self.lock_dir, request.instance_uuid):
-            interrupted = self.history.interrupted_flow(record) if self.history else None
-            if interrupted is None:
-                result = self._handle_locked(request, on_step)
-            else:
-                book, detail = interrupted
-                kind = detail.meta["kind"]
-                LOG.info("Resuming %s of request %s from its last recorded step",
-                         kind, request.request_id)
-                engine = taskflow.engines.load(
-                    self._flow(kind), flow_detail=detail, book=book,
-                    backend=self.history.backend if self.history else None,
-                    engine="serial")
-                result = self._drive(kind, request, engine, on_step)
-                if kind == CLEANUP and request.action == requests.RESCUE and \
-                        result.outcome is Outcome.SUCCESS and not result.leftovers:
-                    result = self._handle_locked(request, on_step)
-        return self._finish(result)
+        if self.history is None:
+            return self._handle_locked(request, on_step)
+        interrupted = self.history.interrupted_flow(record)
+        if interrupted is None:
+            last = self.history.last_flow(record)
+            if last is None or (last[1].meta["kind"] == CLEANUP and
+                                last[1].state == tf_states.SUCCESS):
+                return self._handle_locked(request, on_step)
+            LOG.info("Request %s: its %s ended (%s) before the end was recorded",
+                     request.request_id, last[1].meta["kind"], last[1].state)
+            return self._recorded_end(request, *last)
+        book, detail = interrupted
+        kind = detail.meta["kind"]
+        if any(atom.revert_failure is not None for atom in detail):
+            # A revert failed before the crash: no further automatic action
+            # on that host, not even the rest of the revert.
+            LOG.info("Request %s: a revert of its %s failed before it was cut short",
+                     request.request_id, kind)
+            return self._recorded_end(request, book, detail)
+        LOG.info("Resuming %s of request %s from its last recorded step", kind,
+                 request.request_id)
+        engine = taskflow.engines.load(self._flow(kind), flow_detail=detail, book=book,
+                                       backend=self.history.backend, engine="serial")
+        result = self._drive(kind, request, engine, on_step)
+        if kind == CLEANUP and request.action == requests.RESCUE and \
+                result.outcome is Outcome.SUCCESS and not result.leftovers:
+            result = self._handle_locked(request, on_step)
+        return result
 
     def resume_unfinished(self, on_step: StepCallback | None = None) -> list[Result]:
         """Resume every request of this host that was accepted and never finished."""
@@ -252,6 +300,11 @@ class FlowRunner:
         try:
             engine.run()
         except Exception as exc:
+            unavailable = storage_unavailable(exc)
+            if unavailable is not None:
+                # Not a step failure: no revert ran for it. The flow stays
+                # as recorded, for a resume.
+                raise unavailable from exc
             return self._failed(request, engine, recorder, lifecycle, exc)
         leftovers = [str(value) for value in
                      (_fetch_optional(engine, key) for key in _LEFTOVER_KEYS) if value]
@@ -260,6 +313,40 @@ class FlowRunner:
                   if leftovers else None)
         return self._result(request, Outcome.SUCCESS, step_durations=recorder.durations,
                             leftovers=leftovers, reason=reason)
+
+    def _recorded_end(self, request: requests.Request, book: Any, detail: Any) -> Result:
+        """The result of a flow that ended, read from its record; nothing runs.
+
+        (Running a reverted flow's engine again would run the flow again.)
+        """
+        kind = detail.meta["kind"]
+        if detail.state == tf_states.SUCCESS:
+            engine = taskflow.engines.load(self._flow(kind), flow_detail=detail, book=book,
+                                           backend=self.history.backend if self.history
+                                           else None, engine="serial")
+            leftovers = [str(value) for value in
+                         (_fetch_optional(engine, key) for key in _LEFTOVER_KEYS) if value]
+            return self._result(request, Outcome.SUCCESS, leftovers=leftovers)
+        failed = [atom for atom in detail if atom.failure is not None]
+        revert_failed = [atom for atom in detail if atom.revert_failure is not None]
+        common = {"failed_step": failed[0].name if failed else None,
+                  "reverted_steps": [atom.name for atom in detail
+                                     if atom.state == tf_states.REVERTED and
+                                     atom.results is not None]}
+        cause = failed[0].failure.exception_str if failed else "unknown"
+        reason = f"{common['failed_step']} failed: {cause}"
+        if detail.state == tf_states.REVERTED:
+            refused = bool(failed) and failed[0].failure.check(
+                exceptions.ValidationError, exceptions.InvalidRequest)
+            return self._result(request, Outcome.REFUSED if refused else Outcome.FAILED,
+                                reason=reason, **common)
+        step = revert_failed[0].name if revert_failed else None
+        revert_cause = (revert_failed[0].revert_failure.exception_str if revert_failed
+                        else "unknown")
+        reason += f"; then reverting {step} failed: {revert_cause}"
+        LOG.error("Instance %s quarantined: %s", request.instance_uuid, reason)
+        return Quarantining(**dataclasses.asdict(self._result(
+            request, Outcome.QUARANTINED, reason=reason, **common)))
 
     def _failed(self, request: requests.Request, engine: Any, recorder: StepRecorder,
                 lifecycle: states.InstanceLifecycle, exc: Exception) -> Result:
@@ -280,6 +367,13 @@ class FlowRunner:
                                                     exceptions.InvalidRequest)
         return self._result(request, Outcome.REFUSED if refused else Outcome.FAILED,
                             reason=f"{recorder.failed_step} failed: {cause}", **common)
+
+
+def _host_state(host: HyperVHost, instance_uuid: str) -> str:
+    try:
+        return f"instance is {observe.observe(host, instance_uuid).state}"
+    except Exception as exc:  # the host is what failed: say so
+        return f"unreadable ({type(exc).__name__}: {exc})"
 
 
 class Quarantining(Result):
