@@ -155,23 +155,25 @@ class FlowRunner:
         request = record.request
         if self.history is None:
             return self._handle_locked(request, on_step)
-        interrupted = self.history.interrupted_flow(record)
-        if interrupted is None:
-            last = self.history.last_flow(record)
-            if last is None or (last[1].meta["kind"] == CLEANUP and
-                                last[1].state == tf_states.SUCCESS):
-                return self._handle_locked(request, on_step)
-            LOG.info("Request %s: its %s ended (%s) before the end was recorded",
-                     request.request_id, last[1].meta["kind"], last[1].state)
-            return self._recorded_end(request, *last)
-        book, detail = interrupted
+        last = self.history.last_flow(record)
+        if last is None:
+            return self._handle_locked(request, on_step)
+        book, detail = last
         kind = detail.meta["kind"]
         if any(atom.revert_failure is not None for atom in detail):
-            # A revert failed before the crash: no further automatic action
-            # on that host, not even the rest of the revert.
-            LOG.info("Request %s: a revert of its %s failed before it was cut short",
-                     request.request_id, kind)
+            # A revert failed (whether or not its end was recorded): no
+            # further automatic action on that host, not even the rest of
+            # the revert.
+            LOG.info("Request %s: a revert of its %s had failed", request.request_id, kind)
             return self._recorded_end(request, book, detail)
+        if detail.state == tf_states.SUCCESS and kind == CLEANUP:
+            return self._handle_locked(request, on_step)
+        if detail.state in (tf_states.SUCCESS, tf_states.REVERTED):
+            LOG.info("Request %s: its %s ended (%s) before the end was recorded",
+                     request.request_id, kind, detail.state)
+            return self._recorded_end(request, book, detail)
+        # Cut short (RUNNING, REVERTING) or given up by TaskFlow when the
+        # history stopped answering (FAILURE with no failed revert): go on.
         LOG.info("Resuming %s of request %s from its last recorded step", kind,
                  request.request_id)
         engine = taskflow.engines.load(self._flow(kind), flow_detail=detail, book=book,
@@ -329,6 +331,7 @@ class FlowRunner:
             return self._result(request, Outcome.SUCCESS, leftovers=leftovers)
         failed = [atom for atom in detail if atom.failure is not None]
         revert_failed = [atom for atom in detail if atom.revert_failure is not None]
+        # Only a success, a complete revert or a failed revert ends here.
         common = {"failed_step": failed[0].name if failed else None,
                   "reverted_steps": [atom.name for atom in detail
                                      if atom.state == tf_states.REVERTED and

@@ -40,7 +40,6 @@ from rescue_flow.requests import Request
 # Where earlier rescue-flow kept quarantined instances (in [DEFAULT] state_path);
 # imported once into the history (persistence/quarantine.py).
 LEGACY_QUARANTINE_FILE = "quarantine.json"
-FINISHED_FLOW_STATES = (tf_states.SUCCESS, tf_states.REVERTED, tf_states.FAILURE)
 _table = schema.requests_table
 # TaskFlow's table of steps, only as far as ``steps`` needs to order them.
 _atomdetails = sa.table("atomdetails", sa.column("uuid"), sa.column("parent_uuid"),
@@ -63,7 +62,7 @@ _PARENT_INDEXES = (("flowdetails", "rescue_flow_flowdetails_parent_idx"),
 
 # History's methods that touch the database (each retried on its own; accept
 # through _insert_new, so that a group commit is retried whole).
-_RETRIED = ("_insert_new", "get", "new_flow_detail", "interrupted_flow", "last_flow",
+_RETRIED = ("_insert_new", "get", "new_flow_detail", "last_flow",
             "finish", "unfinished")
 
 
@@ -144,7 +143,8 @@ class History:
         history = cls(create_engine(conf.persistence.connection,
                                     conf.persistence.sqlite_busy_timeout),
                       conf.host, Retry.from_conf(conf))
-        history.upgrade()
+        # A start while another process holds the database is retried too.
+        history.retry(history.upgrade)()
         quarantine.import_file(history.engine,
                                os.path.join(conf.state_path, LEGACY_QUARANTINE_FILE),
                                conf.host)
@@ -277,15 +277,6 @@ class History:
             connection.execute(_UPDATE, {"_request_id": request_id,
                                          "book_uuid": book.uuid, "state": schema.RUNNING})
         return book, detail
-
-    def interrupted_flow(
-            self, record: RequestRecord) -> tuple[models.LogBook, models.FlowDetail] | None:
-        """The flow of this request that a crash cut short, if any."""
-        book, started = self._started_flows(record)
-        for detail in started:
-            if detail.state not in FINISHED_FLOW_STATES:
-                return book, detail
-        return None
 
     def last_flow(
             self, record: RequestRecord) -> tuple[models.LogBook, models.FlowDetail] | None:

@@ -81,12 +81,13 @@ class Outage:
 class DiskFull:
     """Every statement of ``engine`` fails as on a full disk while on."""
 
-    def __init__(self, engine: sa.engine.Engine) -> None:
+    def __init__(self, engine: sa.engine.Engine, only: str = "") -> None:
         self.active = False
+        self.only = only  # fail only statements that contain this
         sa.event.listen(engine, "before_cursor_execute", self._check)
 
     def _check(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if self.active:
+        if self.active and self.only in statement:
             raise sa.exc.OperationalError(statement, None,
                                           OSError(errno.ENOSPC, "No space left on device"))
 

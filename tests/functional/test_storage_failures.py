@@ -93,6 +93,23 @@ def test_storage_down_mid_rescue_leaves_it_for_resume_then_finishes_it_once(
     assert QuarantineList(history).all() == {}
 
 
+def test_a_flow_taskflow_gave_up_on_while_storage_was_down_resumes_not_quarantines(
+        site, tmp_path):
+    # Step saves fail, the flow's own save does not: TaskFlow records the
+    # flow FAILURE with no step failed and no revert run.
+    fault = DiskFull(site.runner.history.engine, only="UPDATE atomdetails")
+    request = Request("rescue", GEN1_UUID, "req-gave-up", image_id=GEN1_IMAGE)
+
+    with pytest.raises(exceptions.StorageUnavailable):
+        site.runner.handle(request, on_step=_fail_at(site, fault, "AttachRescueDisk"))
+    fault.end()
+
+    results = fast_runner(site).resume_unfinished()
+    assert [result.outcome for result in results] == [Outcome.SUCCESS]
+    assert QuarantineList(site.runner.history).all() == {}
+    assert _masked(site.view()) == _rescued_view(tmp_path)
+
+
 def test_storage_down_mid_unrescue_keeps_the_instance_rescued_until_resumed(site, db_url):
     assert site.rescue(GEN1_UUID, GEN1_IMAGE).outcome is Outcome.SUCCESS
     outage = Outage(db_url)
