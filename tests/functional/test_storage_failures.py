@@ -21,6 +21,7 @@ from simsite import GEN1_IMAGE, GEN1_UUID, make_site
 from storagefaults import DiskFull, Outage, fast_runner
 
 from rescue_flow import cli, exceptions, hyperv
+from rescue_flow.commands import run as run_command
 from rescue_flow.outcome import Outcome
 from rescue_flow.persistence import schema
 from rescue_flow.persistence.history import History
@@ -219,3 +220,38 @@ def test_a_run_that_failed_on_a_corrupt_host_file_is_not_resumed(site, tmp_path,
     assert cli.main(["--config-file", str(config_file), "resume"]) == 0
     assert "0 unfinished request(s)" in capsys.readouterr().out
     assert "-rescue" not in site.view()
+
+
+def test_run_says_history_storage_unavailable_exits_5_and_resume_finishes_it(
+        site, db_url, tmp_path, capsys, monkeypatch):
+    config_file = tmp_path / "rescue-flow.conf"
+    config_file.write_text(
+        f"[DEFAULT]\nhost = {site.conf.host}\nstate_path = {site.conf.state_path}\n"
+        f"[hyperv]\ndriver = simulated\ninstances_path = {site.conf.hyperv.instances_path}\n"
+        "soft_shutdown_timeout = 1\npower_state_poll_interval = 0.01\n"
+        f"[persistence]\nconnection = {db_url}\nstorage_retry_timeout = 1.5\n"
+        "sqlite_busy_timeout = 0.1\n")
+    outage = Outage(db_url)
+    printed = run_command.print_step
+
+    def print_and_fail(event):
+        printed(event)
+        if event.step == "CreateRescueVM" and event.state == "RUNNING" and \
+                not outage.active:
+            outage.start()
+
+    monkeypatch.setattr(run_command, "print_step", print_and_fail)
+    code = cli.main(["--config-file", str(config_file), "run", "rescue", GEN1_UUID,
+                     "--image", GEN1_IMAGE])
+    outage.end()
+    out = capsys.readouterr().out
+    assert code == run_command.EXIT_STORAGE_UNAVAILABLE
+    assert "history storage unavailable" in out and "rescue-flow resume" in out
+    assert "REVERT" not in out
+
+    monkeypatch.setattr(run_command, "print_step", printed)
+    assert cli.main(["--config-file", str(config_file), "resume"]) == 0
+    out = capsys.readouterr().out
+    assert "1 unfinished request(s)" in out
+    assert out.strip().endswith(f"rescue {GEN1_UUID}: success")
+    assert QuarantineList(site.runner.history).all() == {}
