@@ -62,9 +62,8 @@ class FlowQueue:
         self.scheduler = KeyedScheduler(max_workers, name="flow")
         self.stats = {"ran": 0, "resumed": 0, "crashed": 0, "storage_unavailable": 0}
         self.stopping = threading.Event()
-        history = getattr(runner, "history", None)
-        self.storage = StorageWatch(history.ping if history else lambda: None,
-                                    self.stopping)
+        ping = getattr(getattr(runner, "history", None), "ping", None)
+        self.storage = StorageWatch(ping or (lambda: None), self.stopping)
         self._lock = threading.Lock()
 
     def _count(self, name: str) -> None:
