@@ -130,8 +130,7 @@ def check_state_folder(conf: Any) -> str:
     except OSError as exc:
         raise CheckFailed(f"[DEFAULT] state_path {path} cannot be created or written "
                           f"by this user: {exc.strerror or exc}") from exc
-    quarantined = QuarantineList.from_conf(conf).all()
-    return f"{path} is writable; {len(quarantined)} quarantined instance(s)"
+    return f"{path} is writable"
 
 
 def check_persistence(conf: Any) -> str:
@@ -145,11 +144,13 @@ def check_persistence(conf: Any) -> str:
         try:
             unfinished = len(history.unfinished())
             history.recent(limit=1)
+            quarantined = QuarantineList(history).count()
         finally:
             history.close()
     except Exception as exc:
         raise CheckFailed(f"{shown}: {_reason(exc)}") from exc
-    return f"{shown}: tables up to date, {unfinished} unfinished request(s) of this host"
+    return (f"{shown}: tables up to date, {unfinished} unfinished request(s) of this "
+            f"host, {quarantined} quarantined instance(s)")
 
 
 def check_hyperv(conf: Any) -> str:

@@ -230,6 +230,18 @@ WORKER_OPTS = [
         "request. Off: only for requests whose client waits (--wait).",
     ),
     cfg.IntOpt(
+        "graceful_shutdown_timeout",
+        default=540,
+        min=1,
+        help="Seconds a stop (SIGTERM, Ctrl+C, a Windows service stop) waits for "
+        "the running flows to finish. When they have not, or when the broker or "
+        "the history database does not answer, the worker exits anyway (exit "
+        "code 124) and the interrupted flows resume from their last recorded "
+        "step at the next start, as after a crash. Keep it below the service "
+        "manager's own stop timeout (systemd TimeoutStopSec, WinSW stoptimeout: "
+        "600 s in etc/), which kills the process when it runs out.",
+    ),
+    cfg.IntOpt(
         "remembered_requests",
         default=10000,
         min=0,
@@ -249,6 +261,26 @@ PERSISTENCE_OPTS = [
         "SQLite file serves one host; a PostgreSQL or MySQL URL (e.g. "
         "postgresql+psycopg2://user:pass@db/rescue_flow) shares the history "
         "across hosts. Tables are created or upgraded at start.",
+    ),
+    cfg.FloatOpt(
+        "storage_retry_timeout",
+        default=60.0,
+        min=0,
+        help="Seconds a write to the history that fails on the database or its "
+        "disk (SQLite locked by another process, a full disk, a PostgreSQL "
+        "restart) is retried, with backoff, before the request is left "
+        "unfinished: 'history storage unavailable'. Nothing is reverted or "
+        "quarantined for it; the worker takes no new request until the "
+        "database answers again, then finishes the request ('rescue-flow "
+        "resume' does the same by hand).",
+    ),
+    cfg.FloatOpt(
+        "sqlite_busy_timeout",
+        default=30.0,
+        min=0,
+        help="With a SQLite history: seconds a write waits for another "
+        "process's write lock before it fails with 'database is locked' (and is "
+        "retried, see storage_retry_timeout).",
     ),
     cfg.IntOpt(
         "history_days",

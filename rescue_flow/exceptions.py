@@ -97,3 +97,24 @@ class DeadlineExceeded(RescueFlowError):
 
 class RevertFailed(RescueFlowError):
     """Undoing a failed step failed too: the host needs an operator."""
+
+
+class StorageUnavailable(RescueFlowError):
+    """The history database did not answer within ``[persistence]
+    storage_retry_timeout``: the request is left, unfinished, for a resume.
+
+    Not a step failure: nothing is reverted and nothing is quarantined
+    because of it; the host operation in progress ended as its flow decided.
+    """
+
+    # False when the request itself could not be recorded: nothing was done.
+    recorded = True
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"history storage unavailable: {_first_line(cause)}")
+        self.cause = cause
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

@@ -10,7 +10,7 @@ share or collide on a metric. The worker feeds it through a few hooks:
 - :class:`rescue_flow.worker.FlowQueue`: how long a recorded request waited
   for its flow, flows in flight, and each request's outcome;
 - the runner's ``on_step`` callback: each step's duration;
-- at scrape time: the quarantine list (a small JSON file) and the requests
+- at scrape time: the quarantine list (a table of the history) and the requests
   recorded but waiting for a flow slot.
 
 ``[metrics] enabled`` serves them with prometheus_client's own HTTP server (a
@@ -54,7 +54,9 @@ KINDS = ("rescue", "unrescue")
 # A flow that stopped short (the database or the state folder failed): the
 # request stays recorded and resumes at the next start.
 INTERRUPTED = "interrupted"
-OUTCOMES = (*(outcome.value for outcome in Outcome), INTERRUPTED)
+# The history database did not answer: the request waits for a resume.
+STORAGE_UNAVAILABLE = "storage_unavailable"
+OUTCOMES = (*(outcome.value for outcome in Outcome), INTERRUPTED, STORAGE_UNAVAILABLE)
 # Only a step's execution is timed; its revert is another matter.
 _TIMED_STATES = ("SUCCESS", "FAILURE")
 

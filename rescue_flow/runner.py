@@ -10,6 +10,7 @@ by TaskFlow; a revert that fails quarantines the instance.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -27,8 +28,9 @@ from rescue_flow.hyperv.host import HyperVHost
 from rescue_flow.locks import instance_lock
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence.history import History, RequestRecord
+from rescue_flow.persistence.retrying import storage_unavailable
 from rescue_flow.progress import StepCallback, StepRecorder
-from rescue_flow.quarantine import QuarantineList
+from rescue_flow.quarantine import MemoryQuarantine, QuarantineList
 from rescue_flow.tasks.base import HostTask
 
 LOG = logging.getLogger(__name__)
@@ -56,8 +58,8 @@ def _logged_as_request(method: _Method) -> _Method:
 
 
 class FlowRunner:
-    def __init__(self, host: HyperVHost, quarantine: QuarantineList, host_name: str,
-                 lock_dir: str, history: History | None = None) -> None:
+    def __init__(self, host: HyperVHost, quarantine: QuarantineList | MemoryQuarantine,
+                 host_name: str, lock_dir: str, history: History | None = None) -> None:
         self.host = host
         self.quarantine = quarantine
         self.host_name = host_name
@@ -69,8 +71,9 @@ class FlowRunner:
     @classmethod
     def from_conf(cls, conf: Any, host: HyperVHost,
                   history: History | None = None) -> FlowRunner:
-        return cls(host, QuarantineList.from_conf(conf), conf.host,
-                   os.path.join(conf.state_path, "locks"), history)
+        quarantine = MemoryQuarantine() if history is None else QuarantineList(history)
+        return cls(host, quarantine, conf.host, os.path.join(conf.state_path, "locks"),
+                   history)
 
     @classmethod
     def durable(cls, conf: Any, host: HyperVHost | None = None) -> FlowRunner:
@@ -90,7 +93,11 @@ class FlowRunner:
                on_step: StepCallback | None = None) -> Result:
         """Record the request (once per request id), then execute it."""
         if self.history is not None:
-            new, record = self.history.accept(request)
+            try:
+                new, record = self.history.accept(request)
+            except exceptions.StorageUnavailable as exc:
+                exc.recorded = False
+                raise
             if not new:
                 return self._duplicate(record)
         return self.execute(request, on_step)
@@ -98,40 +105,86 @@ class FlowRunner:
     @_logged_as_request
     def execute(self, request: requests.Request,
                 on_step: StepCallback | None = None) -> Result:
-        """Run an accepted request to its end and record the result."""
-        refused = self._quarantined(request)
-        if refused is None:
+        """Run an accepted request to its end and record the result.
+
+        Raises StorageUnavailable, and only that, when the history does not
+        answer: the request is then left for a resume. Any other error is
+        the request's end (FAILED, with the cause), recorded like any
+        result: a caller told that it failed never sees it run later.
+        """
+        def run() -> Result:
             with instance_lock(self.lock_dir, request.instance_uuid):
-                result = self._handle_locked(request, on_step)
-        else:
-            result = refused
-        return self._finish(result)
+                return self._handle_locked(request, on_step)
+        return self._ended(request, run)
 
     @_logged_as_request
     def resume(self, record: RequestRecord, on_step: StepCallback | None = None) -> Result:
-        """Finish a request that a crash interrupted, from its last recorded step."""
+        """Finish a request that a crash (or the history's storage) interrupted.
+
+        A flow cut short continues from its last recorded step. A flow that
+        ended without its end being recorded (its result, or the quarantine
+        with it, could not be written) gives its result from what it
+        recorded: a failed revert is quarantined, never followed by a fresh
+        flow on the host it left broken.
+        """
+        def run() -> Result:
+            with instance_lock(self.lock_dir, record.request.instance_uuid):
+                return self._resume_locked(record, on_step)
+        return self._ended(record.request, run)
+
+    def _ended(self, request: requests.Request, run: Callable[[], Result]) -> Result:
+        """Check quarantine, ``run``, record the end, whatever the end is.
+
+        An unexpected error is the request's end too (FAILED, with the cause
+        and what the host looks like). Only StorageUnavailable escapes.
+        """
+        try:
+            refused = self._quarantined(request)
+            return self._finish(refused if refused is not None else run())
+        except exceptions.StorageUnavailable:
+            raise
+        except Exception as exc:
+            unavailable = storage_unavailable(exc)
+            if unavailable is not None:
+                raise unavailable from exc
+            LOG.exception("Request %s failed outside its flow", request.request_id)
+            reason = (f"failed outside its flow: {type(exc).__name__}: {exc}; "
+                      f"host: {_host_state(self.host, request.instance_uuid)}")
+            return self._finish(self._result(request, Outcome.FAILED, reason=reason))
+
+    def _resume_locked(self, record: RequestRecord, on_step: StepCallback | None) -> Result:
         request = record.request
-        refused = self._quarantined(request)
-        if refused is not None:
-            return self._finish(refused)
-        with instance_lock(self.lock_dir, request.instance_uuid):
-            interrupted = self.history.interrupted_flow(record) if self.history else None
-            if interrupted is None:
-                result = self._handle_locked(request, on_step)
-            else:
-                book, detail = interrupted
-                kind = detail.meta["kind"]
-                LOG.info("Resuming %s of request %s from its last recorded step",
-                         kind, request.request_id)
-                engine = taskflow.engines.load(
-                    self._flow(kind, request), flow_detail=detail, book=book,
-                    backend=self.history.backend if self.history else None,
-                    engine="serial")
-                result = self._drive(kind, request, engine, on_step)
-                if kind == CLEANUP and request.action == requests.RESCUE and \
-                        result.outcome is Outcome.SUCCESS and not result.leftovers:
-                    result = self._handle_locked(request, on_step)
-        return self._finish(result)
+        if self.history is None:
+            return self._handle_locked(request, on_step)
+        last = self.history.last_flow(record)
+        if last is None:
+            return self._handle_locked(request, on_step)
+        book, detail = last
+        kind = detail.meta["kind"]
+        if any(atom.revert_failure is not None for atom in detail):
+            # A revert failed (whether or not its end was recorded): no
+            # further automatic action on that host, not even the rest of
+            # the revert.
+            LOG.info("Request %s: a revert of its %s had failed", request.request_id, kind)
+            return self._recorded_end(request, book, detail)
+        if detail.state == tf_states.SUCCESS and kind == CLEANUP:
+            return self._handle_locked(request, on_step)
+        if detail.state in (tf_states.SUCCESS, tf_states.REVERTED):
+            LOG.info("Request %s: its %s ended (%s) before the end was recorded",
+                     request.request_id, kind, detail.state)
+            return self._recorded_end(request, book, detail)
+        # Cut short (RUNNING, REVERTING) or given up by TaskFlow when the
+        # history stopped answering (FAILURE with no failed revert): go on.
+        LOG.info("Resuming %s of request %s from its last recorded step", kind,
+                 request.request_id)
+        engine = taskflow.engines.load(self._flow(kind, request), flow_detail=detail,
+                                       book=book, backend=self.history.backend,
+                                       engine="serial")
+        result = self._drive(kind, request, engine, on_step)
+        if kind == CLEANUP and request.action == requests.RESCUE and \
+                result.outcome is Outcome.SUCCESS and not result.leftovers:
+            result = self._handle_locked(request, on_step)
+        return result
 
     def resume_unfinished(self, on_step: StepCallback | None = None) -> list[Result]:
         """Resume every request of this host that was accepted and never finished."""
@@ -178,8 +231,12 @@ class FlowRunner:
         return self._result(request, Outcome.QUARANTINED, reason=str(error))
 
     def _finish(self, result: Result) -> Result:
+        """Record the end; a revert failure quarantines in the same transaction."""
+        reason = result.reason if isinstance(result, Quarantining) else None
         if self.history is not None:
-            self.history.finish(result)
+            self.history.finish(result, quarantine_reason=reason)
+        elif reason is not None:
+            self.quarantine.add(result.instance_uuid, reason, result.request_id)
         return result
 
     def _handle_locked(self, request: requests.Request,
@@ -255,6 +312,11 @@ class FlowRunner:
         try:
             engine.run()
         except Exception as exc:
+            unavailable = storage_unavailable(exc)
+            if unavailable is not None:
+                # Not a step failure: no revert ran for it. The flow stays
+                # as recorded, for a resume.
+                raise unavailable from exc
             return self._failed(request, engine, recorder, lifecycle, exc)
         leftovers = [str(value) for value in
                      (_fetch_optional(engine, key) for key in _LEFTOVER_KEYS) if value]
@@ -263,6 +325,41 @@ class FlowRunner:
                   if leftovers else None)
         return self._result(request, Outcome.SUCCESS, step_durations=recorder.durations,
                             leftovers=leftovers, reason=reason)
+
+    def _recorded_end(self, request: requests.Request, book: Any, detail: Any) -> Result:
+        """The result of a flow that ended, read from its record; nothing runs.
+
+        (Running a reverted flow's engine again would run the flow again.)
+        """
+        kind = detail.meta["kind"]
+        if detail.state == tf_states.SUCCESS:
+            engine = taskflow.engines.load(self._flow(kind, request), flow_detail=detail,
+                                           book=book, backend=self.history.backend
+                                           if self.history else None, engine="serial")
+            leftovers = [str(value) for value in
+                         (_fetch_optional(engine, key) for key in _LEFTOVER_KEYS) if value]
+            return self._result(request, Outcome.SUCCESS, leftovers=leftovers)
+        failed = [atom for atom in detail if atom.failure is not None]
+        revert_failed = [atom for atom in detail if atom.revert_failure is not None]
+        # Only a success, a complete revert or a failed revert ends here.
+        common = {"failed_step": failed[0].name if failed else None,
+                  "reverted_steps": [atom.name for atom in detail
+                                     if atom.state == tf_states.REVERTED and
+                                     atom.results is not None]}
+        cause = failed[0].failure.exception_str if failed else "unknown"
+        reason = f"{common['failed_step']} failed: {cause}"
+        if detail.state == tf_states.REVERTED:
+            refused = bool(failed) and failed[0].failure.check(
+                exceptions.ValidationError, exceptions.InvalidRequest)
+            return self._result(request, Outcome.REFUSED if refused else Outcome.FAILED,
+                                reason=reason, **common)
+        step = revert_failed[0].name if revert_failed else None
+        revert_cause = (revert_failed[0].revert_failure.exception_str if revert_failed
+                        else "unknown")
+        reason += f"; then reverting {step} failed: {revert_cause}"
+        LOG.error("Instance %s quarantined: %s", request.instance_uuid, reason)
+        return Quarantining(**dataclasses.asdict(self._result(
+            request, Outcome.QUARANTINED, reason=reason, **common)))
 
     def _failed(self, request: requests.Request, engine: Any, recorder: StepRecorder,
                 lifecycle: states.InstanceLifecycle, exc: Exception) -> Result:
@@ -274,10 +371,10 @@ class FlowRunner:
         if engine.storage.get_flow_state() != tf_states.REVERTED:
             reason = (f"{recorder.failed_step} failed: {cause}; "
                       f"then reverting {recorder.revert_failed} failed: {exc}")
-            self.quarantine.add(request.instance_uuid, reason, request.request_id)
             lifecycle.fire(states.REVERT_FAILED)
             LOG.error("Instance %s quarantined: %s", request.instance_uuid, reason)
-            return self._result(request, Outcome.QUARANTINED, reason=reason, **common)
+            return Quarantining(**dataclasses.asdict(self._result(
+                request, Outcome.QUARANTINED, reason=reason, **common)))
         lifecycle.fire(states.REVERTED)
         refused = first is not None and first.check(exceptions.ValidationError,
                                                     exceptions.InvalidRequest)
@@ -291,6 +388,17 @@ def _with_deadline(flow: Any, request: requests.Request) -> Any:
         if isinstance(atom, HostTask):
             atom.deadline = request.deadline
     return flow
+
+
+def _host_state(host: HyperVHost, instance_uuid: str) -> str:
+    try:
+        return f"instance is {observe.observe(host, instance_uuid).state}"
+    except Exception as exc:  # the host is what failed: say so
+        return f"unreadable ({type(exc).__name__}: {exc})"
+
+
+class Quarantining(Result):
+    """A result whose instance goes into quarantine as it is recorded."""
 
 
 def _fetch_optional(engine: Any, key: str) -> Any:

@@ -35,7 +35,7 @@ import oslo_messaging
 
 from rescue_flow import consumer, exceptions, hyperv, listener, logs, messaging, protocol
 from rescue_flow.driver_presence import DriverHello, DriverPresence
-from rescue_flow.metrics import INTERRUPTED, Metrics, MetricsServer
+from rescue_flow.metrics import INTERRUPTED, STORAGE_UNAVAILABLE, Metrics, MetricsServer
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence import schema
 from rescue_flow.persistence.history import History, RequestRecord, utcnow
@@ -44,6 +44,7 @@ from rescue_flow.quarantine import QuarantineList
 from rescue_flow.requests import Request
 from rescue_flow.runner import FlowRunner
 from rescue_flow.scheduler import KeyedScheduler
+from rescue_flow.storage_watch import StorageWatch
 
 LOG = logging.getLogger(__name__)
 
@@ -60,7 +61,10 @@ class FlowQueue:
         self.notify_steps = notify_steps
         self.metrics = metrics or Metrics()
         self.scheduler = KeyedScheduler(max_workers, name="flow")
-        self.stats = {"ran": 0, "resumed": 0, "crashed": 0}
+        self.stats = {"ran": 0, "resumed": 0, "crashed": 0, "storage_unavailable": 0}
+        self.stopping = threading.Event()
+        ping = getattr(getattr(runner, "history", None), "ping", None)
+        self.storage = StorageWatch(ping or (lambda: None), self.stopping)
         self._lock = threading.Lock()
 
     def _count(self, name: str) -> None:
@@ -104,11 +108,20 @@ class FlowQueue:
 
     def _settle(self, request: Request, run: Any, counter: str,
                 waited: float | None) -> None:
+        if not self.storage.wait_until_up():
+            return  # stopping: recorded, it runs at the next start
         self.metrics.flow_started(waited)
         outcome = INTERRUPTED
         try:
             result = run()
             outcome = result.outcome.value
+        except exceptions.StorageUnavailable as exc:
+            # Not the request's end: nothing was reverted or quarantined for it.
+            outcome = STORAGE_UNAVAILABLE
+            self._count("storage_unavailable")
+            self.storage.down(exc)
+            LOG.error("Request %s left unfinished: %s; it resumes once the database "
+                      "answers", request.request_id, exc)
         except Exception:
             # Not a flow failure (those are results): the database or the
             # state folder failed us. The request stays recorded, unfinished,
@@ -119,14 +132,33 @@ class FlowQueue:
             return
         finally:
             self.metrics.flow_ended(request.action, outcome)
+        if outcome == STORAGE_UNAVAILABLE:
+            self._resume_when_up(request)
+            return
         self._count(counter)
         notify(self.results, result)
+
+    def _resume_when_up(self, request: Request) -> None:
+        """Resume the request left by a storage outage, in its place in its
+        instance's queue (this job holds it); at a stop, at the next start."""
+        if not self.storage.wait_until_up():
+            return
+        try:
+            record = self.runner.history.get(request.request_id)
+        except exceptions.StorageUnavailable as exc:
+            self.storage.down(exc)
+            return self._resume_when_up(request)
+        if record is not None and record.state != schema.FINISHED:
+            on_step = self._on_step(request, False)
+            self._settle(request, lambda: self.runner.resume(record, on_step=on_step),
+                         "resumed", None)
 
     def running_and_waiting(self) -> tuple[int, int]:
         return self.scheduler.counts()
 
     def stop(self) -> None:
         """Start no new flow; the ones not started stay recorded for the next start."""
+        self.stopping.set()
         left = self.scheduler.shutdown(wait=False)
         if left:
             LOG.info("%d recorded request(s) not started; they run at the next start",
@@ -213,7 +245,15 @@ class RequestIntake:
                      "Nova driver %s", request.action, request.instance_uuid,
                      request.nova_request_id, driver)
             return messaging.HANDLED
-        new, record = self.history.accept(request)
+        try:
+            new, record = self.history.accept(request)
+        except exceptions.StorageUnavailable as exc:
+            # Not the message's fault: hold it (unacknowledged) until the
+            # database answers, instead of spending its delivery attempts.
+            self.flows.storage.down(exc)
+            if not self.flows.storage.wait_until_up():
+                return messaging.REQUEUE  # stopping: back to the broker
+            return self._accept(message)
         if new:
             self._count("accepted")
             self.flows.submit(request, progress)
@@ -274,8 +314,8 @@ class Worker:
         if runner is None:
             runner = FlowRunner.from_conf(conf, hyperv.get_host(conf), self.history)
         self.metrics = Metrics()
-        quarantine = QuarantineList.from_conf(conf)
-        self.metrics.watch_quarantine(lambda: len(quarantine.all()))
+        quarantine = QuarantineList(self.history)
+        self.metrics.watch_quarantine(quarantine.count)
         self.flows = FlowQueue(runner, self.results, conf.worker.max_concurrent_flows,
                                conf.worker.notify_steps, self.metrics)
         self.metrics.watch_queue(lambda: self.flows.running_and_waiting()[1])

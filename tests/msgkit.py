@@ -235,7 +235,8 @@ def drain_queue(amqp_url: str, queue: str) -> list[dict[str, Any]]:
 
 
 class UnwritableHistory:
-    """A history whose database refuses every write (a full or locked disk)."""
+    """A history whose every write fails with an unexpected error (not a
+    storage error, which holds requests instead: test_storage_failures.py)."""
 
     def __init__(self) -> None:
         import sqlalchemy as sa

@@ -14,6 +14,12 @@ cached image; notes = a random instance uuid), running unless --stopped, and
 removes it at the end (unless --keep). --instance uses a VM that exists; it is
 stopped, rescued and unrescued, so give it one nobody needs.
 
+First it checks, in [DEFAULT] state_path, what Windows does to files: a
+file another handle holds open is replaced once it is let go (a bounded
+retry on PermissionError), bytes come back as written (O_BINARY), an
+instance lock file is removed after use, and oslo.concurrency's lock held by
+another process is waited for.
+
 Then it rescues (with --image, or the instance's own image) and unrescues
 through the same code as ``rescue-flow run``: rescue_flow.hyperv.get_host with
 the os-win driver, and FlowRunner with the worker's state folder (per-instance
@@ -320,6 +326,59 @@ class Smoke:
         self.check(not changed, "the instance's configuration is as before"
                    + (f" (differs: {', '.join(changed)})" if changed else ""))
 
+    def check_files(self) -> None:
+        """What Windows does to files that Linux cannot show, in the state folder:
+        a replace while another handle holds the file, binary bytes, lock files."""
+        import subprocess
+        import threading
+
+        from rescue_flow import files, locks
+
+        say("\nFiles in the state folder:")
+        folder = os.path.join(self.conf.state_path, "smoke-files")
+        path = os.path.join(folder, "replaced.bin")
+        files.write_atomically(path, b"first")
+        held = open(path, "rb")  # noqa: SIM115 - as a virus scanner would hold it
+        threading.Timer(1.0, held.close).start()
+        started = time.monotonic()
+        try:
+            files.write_atomically(path, b"second")
+            with open(path, "rb") as handle:
+                replaced = handle.read() == b"second"
+        except PermissionError as exc:
+            replaced = False
+            say(f"  replace still refused after {files.REPLACE_TIMEOUT} s: {exc}")
+        self.check(replaced, "a file held open elsewhere is replaced once it is let go "
+                   f"({time.monotonic() - started:.2f}s)")
+        raw = b"line\r\nline\n\x1a end"
+        files.write_atomically(path, raw)
+        fd = files.open_fd(path, os.O_RDONLY)
+        try:
+            back = os.read(fd, 1024)
+        finally:
+            os.close(fd)
+        self.check(back == raw and os.path.getsize(path) == len(raw),
+                   "bytes read back are the bytes written (O_BINARY)")
+        lock_dir = os.path.join(folder, "locks")
+        probe = str(uuid.uuid4())
+        with locks.instance_lock(lock_dir, probe):
+            pass
+        self.check(not os.path.exists(os.path.join(lock_dir, probe + ".lock")),
+                   "an instance lock file is removed after use")
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import sys, time; from rescue_flow import locks\n"
+            "with locks.file_lock(sys.argv[1]):\n"
+            "    print('held', flush=True); time.sleep(1.5)"), os.path.join(folder, "x.lock")],
+            stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None
+        holder.stdout.readline()
+        started = time.monotonic()
+        with locks.file_lock(os.path.join(folder, "x.lock")):
+            waited = time.monotonic() - started
+        holder.wait(30)
+        self.check(waited > 0.5, f"a lock held by another process is waited for "
+                   f"({waited:.2f}s)")
+
     def run(self) -> int:
         from rescue_flow import layout, observe, records
         from rescue_flow.outcome import Outcome
@@ -338,6 +397,7 @@ class Smoke:
                 f"({before.root_disk.controller_type} {before.root_disk.controller_addr}:"
                 f"{before.root_disk.slot}), {len(before.nics)} NIC(s)")
             os.makedirs(self.conf.state_path, exist_ok=True)
+            self.check_files()
             runner = FlowRunner.durable(self.conf, host)
 
             rescued = self.run_flow(runner, "rescue", instance_uuid)

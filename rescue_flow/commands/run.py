@@ -4,7 +4,10 @@
 printing each step as it runs and reverts; like every request, it is recorded
 in the history first. ``resume`` finishes what a crash interrupted. Exit
 codes: 0 success or nothing to do, 1 the flow failed and was reverted (or was
-refused), 3 the instance is quarantined, 2 bad input.
+refused, or failed outside its flow: that is its recorded end too), 3 the
+instance is quarantined, 2 bad input, 5 history storage unavailable (the
+request is left unfinished: ``rescue-flow resume`` finishes it once the
+database answers).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_QUARANTINED = 3
+EXIT_STORAGE_UNAVAILABLE = 5
 
 
 def register(subparsers: Any) -> None:
@@ -88,9 +92,22 @@ def run_command(conf: Any, args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     runner = FlowRunner.durable(conf)
     print(f"{request.action} {request.instance_uuid} on {conf.host}:", flush=True)
-    result = runner.handle(request, on_step=print_step)
+    try:
+        result = runner.handle(request, on_step=print_step)
+    except exceptions.StorageUnavailable as exc:
+        return _left_for_resume(request, exc)
     print_result(result)
     return exit_code(result)
+
+
+def _left_for_resume(request: requests.Request, exc: exceptions.StorageUnavailable) -> int:
+    if exc.recorded:
+        then = (f"the request ({request.request_id}) is left unfinished: run "
+                "'rescue-flow resume' once the database answers")
+    else:
+        then = "the request was not recorded and nothing was done; try again later"
+    print(f"{request.action} {request.instance_uuid}: {exc}; {then}", flush=True)
+    return EXIT_STORAGE_UNAVAILABLE
 
 
 def resume_command(conf: Any, args: argparse.Namespace) -> int:
@@ -103,21 +120,25 @@ def resume_command(conf: Any, args: argparse.Namespace) -> int:
         request = record.request
         print(f"{request.action} {request.instance_uuid} (request {request.request_id}):",
               flush=True)
-        result = runner.resume(record, on_step=print_step)
+        try:
+            result = runner.resume(record, on_step=print_step)
+        except exceptions.StorageUnavailable as exc:
+            return _left_for_resume(request, exc)
         print_result(result)
         worst = max(worst, exit_code(result))
     return worst
 
 
 def quarantined_command(conf: Any, args: argparse.Namespace) -> int:
-    entries = QuarantineList.from_conf(conf).all()
+    entries = QuarantineList.from_conf(conf).all()  # in the history database
     if args.json:
         print(json.dumps(entries, indent=2, sort_keys=True))
         return EXIT_OK
     if not entries:
         print("no instance is quarantined")
     for instance_uuid, entry in sorted(entries.items()):
-        print(f"{instance_uuid}  since {entry['since']}  (request {entry['request_id']})")
+        print(f"{instance_uuid}  on {entry['host']}  since {entry['since']}  "
+              f"(request {entry['request_id']})")
         print(f"    {entry['reason']}")
     return EXIT_OK
 

@@ -4,8 +4,14 @@ SIGTERM or SIGINT (Ctrl-C; Ctrl-Break on Windows) stops it gracefully: it
 takes no new message, lets the running flows finish (a flow is never cut in
 the middle of a Hyper-V call), and leaves the requests it recorded but did
 not start in the history, where the next start finds them; messages it had
-not recorded yet go back to the broker. A second signal exits at once; the
-interrupted flows then resume at the next start, as after a crash.
+not recorded yet go back to the broker. A second signal exits at once (exit
+code 130); the interrupted flows then resume at the next start, as after a
+crash. A stop is bounded by ``[worker] graceful_shutdown_timeout``: flows
+still running then, or a broker or database that does not answer, do not
+keep the process alive (exit code 124; what was interrupted resumes at the
+next start). A stop while the worker is still connecting ends at once.
+Exit codes: 0 stopped, 1 could not start, 124 grace time ran out, 130 second
+signal.
 
 ``--check`` starts nothing: it checks the config, the brokers, the state
 folder, the history database, the Hyper-V host and the metrics port, prints
@@ -26,6 +32,8 @@ from rescue_flow.worker import Worker
 
 LOG = logging.getLogger(__name__)
 
+EXIT_OK = 0
+EXIT_STOP_TIMEOUT = 124
 EXIT_SECOND_SIGNAL = 130
 
 
@@ -56,20 +64,86 @@ def worker_command(conf: Any, args: argparse.Namespace) -> int:
         if stop.is_set():
             LOG.warning("Second stop signal: exiting now; interrupted requests resume "
                         "at the next start")
-            os._exit(EXIT_SECOND_SIGNAL)
+            _exit_now(EXIT_SECOND_SIGNAL)
         LOG.info("Stop signal %d: finishing the running flows", signum)
         stop.set()
 
     for signum in _stop_signals():
         signal.signal(signum, on_signal)
-    worker = Worker(conf)
-    worker.start()
+    starter = _Starter(conf, stop)
+    starter.start()
     # A timed wait, not wait(): on Windows a blocked wait() delays signals.
     while not stop.wait(timeout=1.0):
-        pass
-    worker.stop()
+        if starter.failed is not None:
+            raise starter.failed
+    code = stop_within(starter, conf.worker.graceful_shutdown_timeout)
+    if code != EXIT_OK or not starter.started.is_set():
+        # A thread is still blocked in a broker or database call that has no
+        # timeout of its own (oslo.messaging retries its connection forever):
+        # the interpreter would wait for it at exit.
+        _exit_now(code)
+    return code
+
+
+class _Starter(threading.Thread):
+    """Builds and starts the worker, which may block while the broker or the
+    database does not answer; the main thread keeps taking signals."""
+
+    def __init__(self, conf: Any, stop: threading.Event) -> None:
+        super().__init__(name="start", daemon=True)
+        self.conf = conf
+        self.stop = stop
+        self.worker: Worker | None = None
+        self.started = threading.Event()
+        self.failed: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.worker = Worker(self.conf)
+            if not self.stop.is_set():
+                self.worker.start()
+                self.started.set()
+        except BaseException as exc:  # re-raised in the main thread
+            self.failed = exc
+            if self.stop.is_set():
+                LOG.info("Start given up at a stop: %s", exc)
+
+
+def stop_within(starter: _Starter, grace: float) -> int:
+    """Stop the worker, giving running flows ``grace`` seconds to finish."""
+    done = threading.Event()
+    worker = starter.worker
+
+    def stop_all() -> None:
+        assert worker is not None
+        # The flows first: a listener whose start is still blocked on the
+        # broker stops only once that start returns.
+        worker.flows.stop()
+        running, _ = worker.running_and_waiting()
+        if running:
+            LOG.info("Waiting for %d running flow(s)", running)
+        if starter.started.is_set():
+            worker.stop()
+            worker.wait()
+        else:
+            worker.flows.wait()
+            LOG.info("Worker for host %s stopped before it was connected",
+                     worker.host)
+        done.set()
+
+    if worker is None:
+        LOG.info("Stopped while starting: no flow had begun")
+        return EXIT_OK
+    threading.Thread(target=stop_all, name="stop", daemon=True).start()
+    if done.wait(grace):
+        return EXIT_OK
     running, _ = worker.running_and_waiting()
-    if running:
-        LOG.info("Waiting for %d running flow(s)", running)
-    worker.wait()
-    return 0
+    LOG.error("Not stopped within [worker] graceful_shutdown_timeout (%s s; %d flow(s) "
+              "still running): exiting; interrupted requests resume at the next start",
+              grace, running)
+    return EXIT_STOP_TIMEOUT
+
+
+def _exit_now(code: int) -> None:
+    logging.shutdown()  # flush the log handlers, which os._exit would not
+    os._exit(code)

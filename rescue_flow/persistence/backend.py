@@ -32,15 +32,18 @@ from taskflow import exceptions as tf_exc
 from taskflow.persistence import models
 from taskflow.persistence.backends import impl_sqlalchemy
 
+from rescue_flow.persistence.retrying import DEFAULT_RETRY_TIMEOUT, Retry
+
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
-                  "PRAGMA busy_timeout=30000", "PRAGMA foreign_keys=ON")
+                  "PRAGMA foreign_keys=ON")
+DEFAULT_BUSY_TIMEOUT = 30.0
 
 
 def is_sqlite(url: str | sa.engine.URL) -> bool:
     return sa.engine.make_url(url).drivername.startswith("sqlite")
 
 
-def create_engine(url: str) -> sa.engine.Engine:
+def create_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> sa.engine.Engine:
     """An engine with a real pool; SQLite gets WAL and a generous busy timeout."""
     if not is_sqlite(url):
         return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600)
@@ -60,13 +63,14 @@ def create_engine(url: str) -> sa.engine.Engine:
         engine = sa.create_engine(url, poolclass=sa_pool.QueuePool, pool_size=1,
                                   max_overflow=0,
                                   connect_args={"check_same_thread": False,
-                                                "timeout": 30})
+                                                "timeout": busy_timeout})
 
     @sa.event.listens_for(engine, "connect")
     def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     return engine
@@ -156,9 +160,17 @@ class RememberingConnection(FastConnection):
     4,096 added 2 MiB to the worker for nothing).
     """
 
-    def __init__(self, backend: Any, upgrade_lock: Any, size: int = 1024) -> None:
+    def __init__(self, backend: Any, upgrade_lock: Any, size: int = 1024,
+                 retry: Retry | None = None) -> None:
         super().__init__(backend, upgrade_lock)
         self._size = size
+        # TaskFlow's saves during a flow, retried on storage errors for a
+        # bounded time (persistence/retrying.py); instance attributes, so
+        # that the retried save calls the plain one (and TaskFlow's own
+        # fallbacks inside it) without retrying twice.
+        retry = retry or Retry(DEFAULT_RETRY_TIMEOUT)
+        self.update_atom_details = retry(self.update_atom_details)  # type: ignore[method-assign]
+        self.update_flow_details = retry(self.update_flow_details)  # type: ignore[method-assign]
         self._known: collections.OrderedDict[str, dict[str, Any]] = \
             collections.OrderedDict()
         self._known_lock = threading.Lock()
@@ -286,8 +298,9 @@ class RememberingConnection(FastConnection):
 class FastSQLAlchemyBackend(impl_sqlalchemy.SQLAlchemyBackend):
     """TaskFlow's SQL backend with one reusable connection object per backend."""
 
-    def __init__(self, engine: sa.engine.Engine) -> None:
+    def __init__(self, engine: sa.engine.Engine, retry: Retry | None = None) -> None:
         super().__init__({"connection": str(engine.url)}, engine=engine)
+        self.retry = retry or Retry(DEFAULT_RETRY_TIMEOUT)
         self._connection: RememberingConnection | None = None
         self._connection_lock = threading.Lock()
 
@@ -297,7 +310,8 @@ class FastSQLAlchemyBackend(impl_sqlalchemy.SQLAlchemyBackend):
         # on it checks a pooled DB connection out and back in.
         with self._connection_lock:
             if self._connection is None:
-                connection = RememberingConnection(self, upgrade_lock=self._upgrade_lock)
+                connection = RememberingConnection(self, upgrade_lock=self._upgrade_lock,
+                                                   retry=self.retry)
                 if not self._validated:  # type: ignore[has-type]
                     connection.validate(max_retries=self._max_retries)
                     self._validated = True

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,11 +32,14 @@ from taskflow import states as tf_states
 from taskflow.persistence import models
 
 from rescue_flow.outcome import Result
-from rescue_flow.persistence import schema
+from rescue_flow.persistence import quarantine, schema
 from rescue_flow.persistence.backend import FastSQLAlchemyBackend, create_engine, is_sqlite
+from rescue_flow.persistence.retrying import DEFAULT_RETRY_TIMEOUT, Retry
 from rescue_flow.requests import Request
 
-FINISHED_FLOW_STATES = (tf_states.SUCCESS, tf_states.REVERTED, tf_states.FAILURE)
+# Where earlier rescue-flow kept quarantined instances (in [DEFAULT] state_path);
+# imported once into the history (persistence/quarantine.py).
+LEGACY_QUARANTINE_FILE = "quarantine.json"
 _table = schema.requests_table
 # TaskFlow's table of steps, only as far as ``steps`` needs to order them.
 _atomdetails = sa.table("atomdetails", sa.column("uuid"), sa.column("parent_uuid"),
@@ -48,11 +52,18 @@ _GET = _table.select().where(_table.c.request_id == sa.bindparam("_request_id"))
 _KNOWN = sa.select(_table.c.request_id).where(
     _table.c.request_id.in_(sa.bindparam("ids", expanding=True)))
 _INSERT = _table.insert()
+_PING = schema.markers_table.update().where(sa.false()).values(value=None)
 # TaskFlow indexes neither parent_uuid column, yet reads a flow's steps by
 # parent_uuid on every flow state change: each flow scanned every step ever
 # recorded (bench B1h: 2.2x the per-flow cost at 10,000 flows than at 100).
 _PARENT_INDEXES = (("flowdetails", "rescue_flow_flowdetails_parent_idx"),
                    ("atomdetails", "rescue_flow_atomdetails_parent_idx"))
+
+
+# History's methods that touch the database (each retried on its own; accept
+# through _insert_new, so that a group commit is retried whole).
+_RETRIED = ("_insert_new", "get", "new_flow_detail", "last_flow",
+            "finish", "unfinished")
 
 
 def _started(book: models.LogBook) -> list[models.FlowDetail]:
@@ -111,18 +122,32 @@ class _Accept:
 
 
 class History:
-    def __init__(self, engine: sa.engine.Engine, host: str) -> None:
+    """Every read and write here is retried on storage errors for a bounded
+    time (:mod:`rescue_flow.persistence.retrying`), then raises
+    :class:`~rescue_flow.exceptions.StorageUnavailable`."""
+
+    def __init__(self, engine: sa.engine.Engine, host: str,
+                 retry: Retry | None = None) -> None:
         self.engine = engine
-        self.backend = FastSQLAlchemyBackend(engine)
+        self.retry = retry or Retry(DEFAULT_RETRY_TIMEOUT)
+        self.backend = FastSQLAlchemyBackend(engine, self.retry)
         self.host = host
+        for name in _RETRIED:
+            setattr(self, name, self.retry(getattr(self, name)))
         self._group = threading.Condition()
         self._waiting: list[_Accept] = []
         self._writing = False
 
     @classmethod
     def from_conf(cls, conf: Any) -> History:
-        history = cls(create_engine(conf.persistence.connection), conf.host)
-        history.upgrade()
+        history = cls(create_engine(conf.persistence.connection,
+                                    conf.persistence.sqlite_busy_timeout),
+                      conf.host, Retry.from_conf(conf))
+        # A start while another process holds the database is retried too.
+        history.retry(history.upgrade)()
+        quarantine.import_file(history.engine,
+                               os.path.join(conf.state_path, LEGACY_QUARANTINE_FILE),
+                               conf.host)
         return history
 
     def upgrade(self) -> None:
@@ -183,13 +208,7 @@ class History:
         ids = [accept.request.request_id for accept in group]
         fresh: dict[str, _Accept] = {}
         try:
-            with self._fsynced() as connection:
-                known = set(connection.execute(_KNOWN, {"ids": ids}).scalars())
-                for accept in group:
-                    if accept.request.request_id not in known:
-                        fresh.setdefault(accept.request.request_id, accept)
-                if fresh:
-                    connection.execute(_INSERT, [accept.row for accept in fresh.values()])
+            fresh = self._insert_new(group, ids)
         except sa.exc.IntegrityError as exc:
             # Another process recorded one of these ids since our SELECT.
             if len(group) > 1:
@@ -213,6 +232,26 @@ class History:
                 earlier = self.get(accept.request.request_id)
                 assert earlier is not None, "a known request id has its row"
                 accept.finish(answer=(False, earlier))
+
+    def _insert_new(self, group: list[_Accept], ids: list[str]) -> dict[str, _Accept]:
+        fresh: dict[str, _Accept] = {}
+        with self._fsynced() as connection:
+            known = set(connection.execute(_KNOWN, {"ids": ids}).scalars())
+            for accept in group:
+                if accept.request.request_id not in known:
+                    fresh.setdefault(accept.request.request_id, accept)
+            if fresh:
+                connection.execute(_INSERT, [accept.row for accept in fresh.values()])
+        return fresh
+
+    def ping(self) -> None:
+        """A write that changes nothing; raises while the database cannot write.
+
+        A read would not do: SQLite reads while another process holds the
+        write lock, and a full disk still reads.
+        """
+        with self.engine.begin() as connection:
+            connection.execute(_PING)
 
     def get(self, request_id: str) -> RequestRecord | None:
         with self.engine.connect() as connection:
@@ -239,24 +278,31 @@ class History:
                                          "book_uuid": book.uuid, "state": schema.RUNNING})
         return book, detail
 
-    def interrupted_flow(
+    def last_flow(
             self, record: RequestRecord) -> tuple[models.LogBook, models.FlowDetail] | None:
-        """The flow of this request that a crash cut short, if any."""
+        """The last flow that began to run for this request, finished or not."""
+        book, started = self._started_flows(record)
+        return (book, started[-1]) if started else None
+
+    def _started_flows(
+            self, record: RequestRecord) -> tuple[Any, list[models.FlowDetail]]:
         if not record.book_uuid:
-            return None
+            return None, []
         with contextlib.closing(self.backend.get_connection()) as connection:
             book = connection.get_logbook(record.book_uuid)
-        for detail in _started(book):
-            if detail.state not in FINISHED_FLOW_STATES:
-                return book, detail
-        return None
+        return book, _started(book)
 
-    def finish(self, result: Result) -> None:
+    def finish(self, result: Result, quarantine_reason: str | None = None) -> None:
+        """Record the request's end; with a reason, quarantine its instance in
+        the same transaction (a revert failed)."""
         with self.engine.begin() as connection:
             connection.execute(_UPDATE, {
                 "_request_id": result.request_id, "state": schema.FINISHED,
                 "outcome": result.outcome.value, "result": json.dumps(result.to_dict()),
                 "finished_at": utcnow()})
+            if quarantine_reason is not None:
+                quarantine.record(connection, result.instance_uuid, result.host,
+                                  quarantine_reason, result.request_id)
 
     def unfinished(self) -> list[RequestRecord]:
         """This host's requests that were accepted but never finished, oldest first."""

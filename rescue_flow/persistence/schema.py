@@ -1,4 +1,10 @@
-"""rescue-flow's own table: one row per request, beside TaskFlow's tables."""
+"""rescue-flow's own tables, beside TaskFlow's: one row per request, one per
+quarantined instance, and a few markers of one-time upgrades.
+
+Created at start with ``metadata.create_all`` (which adds a missing table and
+leaves existing ones alone): a history written by an older rescue-flow keeps
+working, and gains the tables it lacks.
+"""
 
 from __future__ import annotations
 
@@ -36,4 +42,24 @@ nova_drivers_table = sa.Table(
     sa.Column("protocol", sa.Integer, nullable=False),
     sa.Column("announced_at", sa.DateTime, nullable=False),
     sa.Column("valid_until", sa.DateTime, nullable=False),
+)
+
+# Instances a failed revert left for an operator. Written in the same
+# transaction as the request's final state (History.finish), so "revert
+# failed" and "instance quarantined" are recorded together or not at all.
+quarantine_table = sa.Table(
+    "rescue_flow_quarantine", metadata,
+    sa.Column("instance_uuid", sa.String(36), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("request_id", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("since", sa.DateTime, nullable=False),
+)
+
+# One-time upgrade steps done (e.g. the import of a host's quarantine.json).
+markers_table = sa.Table(
+    "rescue_flow_markers", metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text),
+    sa.Column("created_at", sa.DateTime, nullable=False),
 )

@@ -20,8 +20,8 @@ crash in between leaves a snapshot whose epoch the old journal does not
 carry, and that journal is ignored: the snapshot already holds it.
 
 Every access runs under an exclusive lock on ``<state_file>.lock``
-(:mod:`rescue_flow.filelock`: threads of this process, then other
-processes, wait). A process keeps the state it loaded and, while the lock
+(:func:`rescue_flow.locks.file_lock`, oslo.concurrency's: threads of this
+process, then other processes, wait). A process keeps the state it loaded and, while the lock
 is held, re-reads only what changed: nothing when neither file changed
 (judged by the snapshot's ``(st_mtime_ns, st_size, st_ino)`` and the
 journal's ``(st_ino, st_size)``), the journal's new lines when only the
@@ -32,7 +32,10 @@ by a later file. (Windows refuses to replace an open file, so there they
 are closed after use; NTFS file ids are not reused quickly.)
 
 Durability: snapshots are written to a temp file, fsynced, then
-``os.replace``-d, so a reader never sees half a snapshot. Journal lines are
+``os.replace``-d (retried while Windows says another process holds the
+target open: :mod:`rescue_flow.files`), so a reader never sees half a
+snapshot. Every descriptor is opened in binary mode (``os.O_BINARY``), since
+sizes and offsets are compared with what was written. Journal lines are
 appended with one ``O_APPEND`` write each and not fsynced: the simulated
 host stands for Hyper-V across crashes of the *calling process* (which
 the crash tests kill), and the page cache outlives a process. A torn last
@@ -48,14 +51,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from rescue_flow.filelock import FileLock, lock_for
+from rescue_flow import files
+from rescue_flow.locks import file_lock
 from rescue_flow.simhost import changes
 
 T = TypeVar("T")
@@ -149,7 +152,6 @@ class StateStore:
         self.lock_path = self.path + ".lock"
         self.calls_path = self.path + ".calls"
         self.journal_path = self.path + ".journal"
-        self._lock: FileLock | None = None
         self._cache: _Shared | None = None
 
     def _shared(self) -> _Shared:
@@ -158,13 +160,8 @@ class StateStore:
             cache = self._cache = _shared_for(self.path)
         return cache
 
-    def _file_lock(self) -> FileLock:
-        # lock_for resolves the path (lstat per folder): once per store and
-        # process, not once per call.
-        lock = self._lock
-        if lock is None or lock.pid != os.getpid():
-            lock = self._lock = lock_for(self.lock_path)
-        return lock
+    def _file_lock(self) -> Any:
+        return file_lock(self.lock_path)
 
     def exists(self) -> bool:
         return os.path.exists(self.path)
@@ -173,7 +170,7 @@ class StateStore:
     def locked(self) -> Iterator[Transaction]:
         """Hold the lock and yield the current state (loaded or cached)."""
         shared = self._shared()
-        with self._file_lock().held():
+        with self._file_lock():
             try:
                 self._load(shared)
                 yield Transaction(self, shared)
@@ -187,7 +184,7 @@ class StateStore:
         """Overwrite the state (and empty the call log) under the lock."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         shared = self._shared()
-        with self._file_lock().held():
+        with self._file_lock():
             shared.forget()
             self._write_snapshot(shared, data)
             self._truncate_calls()
@@ -208,7 +205,7 @@ class StateStore:
 
     def read_from_disk(self) -> dict[str, Any]:
         """The state as a process that never saw it loads it (no cache)."""
-        with self._file_lock().held():
+        with self._file_lock():
             fresh = _Shared(self.path)
             try:
                 self._load(fresh)
@@ -222,16 +219,16 @@ class StateStore:
     def append_call(self, record: dict[str, Any]) -> None:
         """Append one call record; the caller holds the lock."""
         line = json.dumps(record, separators=(",", ":"), default=repr) + "\n"
-        fd = os.open(self.calls_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = files.open_fd(self.calls_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
-            os.write(fd, line.encode("utf-8"))
+            files.write_all(fd, line.encode("utf-8"))
         finally:
             os.close(fd)
 
     def read_calls(self) -> list[dict[str, Any]]:
         with self.locked():
             try:
-                with open(self.calls_path, encoding="utf-8") as f:
+                with open(self.calls_path, "rb") as f:
                     return [json.loads(line) for line in f if line.strip()]
             except FileNotFoundError:
                 return []
@@ -241,7 +238,7 @@ class StateStore:
             self._truncate_calls()
 
     def _truncate_calls(self) -> None:
-        with open(self.calls_path, "w", encoding="utf-8"):
+        with open(self.calls_path, "wb"):
             pass
 
     # -- loading ------------------------------------------------------------
@@ -280,7 +277,7 @@ class StateStore:
         self._read_journal(shared, 0)
 
     def _read_snapshot(self, shared: _Shared) -> None:
-        fd = os.open(self.path, os.O_RDONLY)
+        fd = files.open_fd(self.path, os.O_RDONLY)
         try:
             st = os.fstat(fd)
             text = _read_all(fd, 0).decode("utf-8")
@@ -304,7 +301,7 @@ class StateStore:
         assert shared.data is not None and shared.stored is not None
         if shared.journal_fd is None:
             try:
-                fd = os.open(self.journal_path, os.O_RDWR | os.O_APPEND)
+                fd = files.open_fd(self.journal_path, os.O_RDWR | os.O_APPEND)
             except FileNotFoundError:
                 return  # a host written before journals, or crashed mid-compaction
             shared.journal_fd = fd
@@ -352,7 +349,7 @@ class StateStore:
             return True
         assert shared.journal_key is not None
         line = (_dumps(record) + "\n").encode("utf-8")
-        os.write(fd, line)
+        files.write_all(fd, line)
         # What another process will load: normalised by JSON, like the files.
         stored_record = json.loads(line)
         changes.apply(shared.stored, stored_record)
@@ -371,7 +368,7 @@ class StateStore:
             return None
         if shared.journal_fd is None:
             try:
-                shared.journal_fd = os.open(self.journal_path, os.O_RDWR | os.O_APPEND)
+                shared.journal_fd = files.open_fd(self.journal_path, os.O_RDWR | os.O_APPEND)
             except FileNotFoundError:
                 return None
         if os.fstat(shared.journal_fd).st_size != shared.journal_key[1]:
@@ -382,11 +379,10 @@ class StateStore:
         """Replace the snapshot with ``data`` and start a fresh journal."""
         epoch = uuid.uuid4().hex
         text = _dumps({**data, EPOCH_KEY: epoch})
-        folder = os.path.dirname(self.path)
-        snapshot_fd, snapshot_st = _replace_file(self.path, folder, text, fsync=True)
+        snapshot_fd, snapshot_st = _replace_file(self.path, text, fsync=True)
         shared.forget()
         journal_fd, journal_st = _replace_file(
-            self.journal_path, folder, _dumps({"epoch": epoch}) + "\n", fsync=False)
+            self.journal_path, _dumps({"epoch": epoch}) + "\n", fsync=False)
         shared.data = json.loads(text)
         del shared.data[EPOCH_KEY]
         shared.stored = changes.clone(shared.data)
@@ -399,22 +395,12 @@ class StateStore:
         shared.journal_fd = journal_fd  # kept open: the next change appends to it
 
 
-def _replace_file(path: str, folder: str, text: str, fsync: bool
+def _replace_file(path: str, text: str, fsync: bool
                   ) -> tuple[int, os.stat_result]:
     """Write ``text`` to a temp file and move it over ``path``; return an
     open descriptor (appending) and its stat."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".simhost-", suffix=".tmp")
-    try:
-        os.write(fd, text.encode("utf-8"))
-        if fsync:
-            os.fsync(fd)
-        os.close(fd)
-        os.replace(tmp, path)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    files.write_atomically(path, text.encode("utf-8"), fsync=fsync, prefix=".simhost-")
+    fd = files.open_fd(path, os.O_RDWR | os.O_APPEND)
     return fd, os.fstat(fd)
 
 

@@ -81,7 +81,6 @@ class Bench:
         self.site.sim.add_vm(BENCH_VM, BENCH_UUID, image, nics=nics, config_drive=True)
         self.image = image
         self.state_file = self.site.conf.simulated.state_file
-        self.quarantine = os.path.join(self.site.conf.state_path, "quarantine.json")
         self.saved: dict[str, dict] = {}
 
     def view(self) -> str:
@@ -96,8 +95,7 @@ class Bench:
 
     def restore(self, name):
         self.site.sim.restore_state(self.saved[name])
-        if os.path.exists(self.quarantine):
-            os.remove(self.quarantine)
+        self.site.runner.quarantine.remove(BENCH_UUID)
         self.site.sim.clear_faults()
         self.site.sim.clear_calls()
 

@@ -254,7 +254,7 @@ def test_a_failed_quarantine_read_gives_nan_not_a_failed_scrape() -> None:
     metrics = Metrics()
 
     def broken() -> int:
-        raise OSError("quarantine.json: permission denied")
+        raise OSError("the history database is unreachable")
 
     metrics.watch_quarantine(broken)
     value = metrics.registry.get_sample_value("rescue_flow_quarantined_instances")

@@ -9,20 +9,29 @@ through a SIGTERM).
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
+from rescue_flow.commands import worker as worker_command
+
 TIMEOUT = 30
+# Well within any grace time: a stop with nothing running is immediate.
+STOP_PROMPTLY = 10
 
 
-def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str]]:
+def _start(tmp_path: Path, transport_url: str = "kombu+memory:////",
+           started_line: str = "Worker for host hv-proc started",
+           ) -> tuple[subprocess.Popen[str], list[str]]:
     conf = tmp_path / "worker.conf"
     conf.write_text(
-        "[DEFAULT]\ntransport_url = kombu+memory:////\nhost = hv-proc\n"
+        f"[DEFAULT]\ntransport_url = {transport_url}\nhost = hv-proc\n"
         f"state_path = {tmp_path / 'state'}\n"
         f"[hyperv]\ndriver = simulated\ninstances_path = {tmp_path / 'vms'}\n")
     subprocess.run([sys.executable, "-W", "ignore", "-m", "rescue_flow.cli",
@@ -38,7 +47,7 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str]]:
         assert process.stdout is not None  # oslo.log writes to stdout by default
         for line in process.stdout:
             lines.append(line)
-            if "Worker for host hv-proc started" in line:
+            if started_line in line:
                 started.set()
 
     threading.Thread(target=read, daemon=True).start()
@@ -58,3 +67,51 @@ def test_a_stop_signal_stops_the_worker_cleanly(tmp_path: Path, signum: int) -> 
     assert "finishing the running flows" in log
     assert "Worker for host hv-proc stopped" in log
     assert "Traceback" not in log
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_ends_a_worker_whose_broker_is_unreachable_at_once(
+        tmp_path: Path, signum: int) -> None:
+    # Nothing listens on the port: oslo.messaging retries the connection
+    # forever, in the thread that starts the listener.
+    url = f"rabbit://guest:guest@127.0.0.1:{_unused_port()}/"
+    process, lines = _start(tmp_path, url, started_line="Connection failed")
+    began = time.monotonic()
+    process.send_signal(signum)
+    try:
+        code = process.wait(STOP_PROMPTLY)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the worker outlived its stop:\n" + "".join(lines))
+    assert code == worker_command.EXIT_OK, "".join(lines)
+    assert time.monotonic() - began < STOP_PROMPTLY
+    assert "Second stop signal" not in "".join(lines)
+
+
+def test_a_stop_that_outlasts_the_grace_time_exits_with_its_own_code() -> None:
+    class StuckWorker:
+        host = "hv-stuck"
+        flows = mock.Mock()
+
+        def running_and_waiting(self) -> tuple[int, int]:
+            return (1, 0)
+
+        def stop(self) -> None:
+            pass
+
+        def wait(self) -> None:
+            threading.Event().wait(60)  # a flow that does not end in time
+
+    starter = mock.Mock(worker=StuckWorker())
+    starter.started.is_set.return_value = True
+    began = time.monotonic()
+    assert worker_command.stop_within(starter, grace=0.5) == \
+        worker_command.EXIT_STOP_TIMEOUT
+    assert time.monotonic() - began < 5

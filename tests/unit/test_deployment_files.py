@@ -94,6 +94,8 @@ def test_unit_stops_the_worker_gracefully_and_in_time(unit) -> None:
     timeout = _seconds(_one(unit, "Service", "TimeoutStopSec"))
     soft_shutdown = config.make_conf().hyperv.soft_shutdown_timeout
     assert timeout > 2 * soft_shutdown, "a flow with a soft shutdown would be killed"
+    grace = config.make_conf().worker.graceful_shutdown_timeout
+    assert timeout > grace, "systemd would kill the worker before its own grace time ends"
     assert _one(unit, "Service", "Restart") == "on-failure"
 
 
@@ -173,6 +175,7 @@ def test_winsw_service_stops_gracefully_restarts_and_logs(winsw) -> None:
     seconds = int(number) * {"ms": 0.001, "sec": 1, "secs": 1, "min": 60, "mins": 60,
                              "hr": 3600, "hour": 3600, "hours": 3600}[unit]
     assert seconds > 2 * config.make_conf().hyperv.soft_shutdown_timeout
+    assert seconds > config.make_conf().worker.graceful_shutdown_timeout
     # WinSW's Ctrl+C reaches Python as SIGINT, which the worker takes as a stop.
     assert signal.SIGINT in _stop_signals()
     actions = [element.get("action") for element in winsw.findall("onfailure")]
@@ -259,3 +262,9 @@ def test_smoke_script_refuses_an_image_outside_the_cache(sim_conf, tmp_path: Pat
                   str(tmp_path / "elsewhere" / f"{IMAGE}.vhdx"))
     assert proc.returncode == 2
     assert "must be a cached image" in proc.stdout
+
+
+def test_systemd_and_winsw_give_the_worker_the_same_time_to_stop(unit, winsw) -> None:
+    systemd = _seconds(_one(unit, "Service", "TimeoutStopSec"))
+    windows = _seconds(_text(winsw, "stoptimeout"))
+    assert systemd == windows

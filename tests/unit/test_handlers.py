@@ -4,12 +4,13 @@ its FlowQueue) and the NovaIntake. What each acks, requeues, runs and notifies."
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any
 
 import pytest
 from msgkit import SAMPLES, load_sample
 
-from rescue_flow import messaging, protocol
+from rescue_flow import exceptions, messaging, protocol
 from rescue_flow.listener import NovaIntake
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence.backend import create_engine
@@ -250,3 +251,84 @@ def test_routing_that_keeps_failing_is_retried_then_answered() -> None:
     assert intake({}, _nova()) == messaging.HANDLED
     assert outbox.events() == ["rescue_flow.rescue.error"]
     assert "gave up after 2 attempts" in outbox.sent[0]["payload"]["reason"]
+
+
+# History storage down -------------------------------------------------------
+
+def _unavailable() -> exceptions.StorageUnavailable:
+    return exceptions.StorageUnavailable(OSError(28, "No space left on device"))
+
+
+class StorageBlipRunner(Runner):
+    """Its first execute meets a history that stays down; resumes succeed."""
+
+    def __init__(self, history: History) -> None:
+        super().__init__(history)
+        self.resumed: list[str] = []
+
+    def execute(self, request: Request, on_step=None) -> Result:
+        if not self.executed:
+            self.executed.append(request)
+            raise _unavailable()
+        return super().execute(request, on_step)
+
+    def resume(self, record, on_step=None) -> Result:
+        self.resumed.append(record.request.request_id)
+        result = Result(record.request.request_id, record.request.action,
+                        record.request.instance_uuid, HOST, Outcome.SUCCESS)
+        self.history.finish(result)
+        return result
+
+
+def test_a_request_left_by_a_storage_outage_resumes_once_storage_answers(setup) -> None:
+    s = setup()
+    s.runner = s.flows.runner = StorageBlipRunner(s.history)
+    s.deliver(_message("blip-1"))
+    s.deliver(_message("blip-2"))  # the same instance: it waits its turn
+
+    assert [r.request_id for r in s.runner.executed] == ["blip-1", "blip-2"]
+    assert s.runner.resumed == ["blip-1"]  # in its place, before blip-2, once
+    # No error went out for the outage: the caller waits for the real end.
+    assert s.outbox.events() == ["rescue_flow.rescue.end", "rescue_flow.rescue.end"]
+    assert s.flows.stats["storage_unavailable"] == 1
+    assert s.history.get("blip-1").outcome == "success"
+
+
+def test_the_intake_holds_requests_while_storage_is_down_without_spending_attempts(
+        setup, monkeypatch) -> None:
+    s = setup(attempts=1)
+    down = {"accepts": 2, "pings": 3}
+    accept = s.history.accept
+
+    def flaky_accept(request):
+        if down["accepts"]:
+            down["accepts"] -= 1
+            raise _unavailable()
+        return accept(request)
+
+    def flaky_ping():
+        if down["pings"]:
+            down["pings"] -= 1
+            raise _unavailable()
+
+    monkeypatch.setattr(s.history, "accept", flaky_accept)
+    monkeypatch.setattr(s.flows.storage, "_ping", flaky_ping)
+    monkeypatch.setattr(s.flows.storage, "_first_probe", 0.01)
+
+    assert s.deliver(_message("held-1")) == messaging.HANDLED
+
+    assert [r.request_id for r in s.runner.executed] == ["held-1"]
+    assert s.intake.stats["gave_up"] == 0 and s.intake.stats["requeued"] == 0
+
+
+def test_a_stop_while_storage_is_down_sends_the_request_back_to_the_broker(
+        setup, monkeypatch) -> None:
+    s = setup()
+    monkeypatch.setattr(s.history, "accept", lambda request: (_ for _ in ()).throw(
+        _unavailable()))
+    monkeypatch.setattr(s.flows.storage, "_ping", lambda: (_ for _ in ()).throw(
+        _unavailable()))
+    threading.Timer(0.3, s.flows.stop).start()
+
+    assert s.intake({}, _message("stopped-1")) == messaging.REQUEUE
+    assert s.runner.executed == []

@@ -231,8 +231,8 @@ def test_a_slow_call_queues_for_the_lock_once(host, monkeypatch):
     host.set_latency("get_vm_state", 0.01)
     host.vmutils.get_vm_state("vm1")  # cached now
     taken: list[int] = []
-    real = store.FileLock.held
-    monkeypatch.setattr(store.FileLock, "held", lambda self: taken.append(1) or real(self))
+    real = store.file_lock
+    monkeypatch.setattr(store, "file_lock", lambda path: taken.append(1) or real(path))
     host.vmutils.get_vm_state("vm1")
     assert taken == [1]
 
