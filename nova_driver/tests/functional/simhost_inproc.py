@@ -5,7 +5,7 @@ the compute driver (``get_info``, ``destroy``, compute-hyperv's vmops).
 os-win, all of which Nova's environment has; the rest of ``rescue_flow``
 (TaskFlow, oslo.messaging of another release...) does not belong there. So
 this module imports exactly ``rescue_flow.simhost`` (and the file lock it
-uses) from the repository, without putting the repository on ``sys.path``,
+uses, and its file helpers) from the repository, without putting the repository on ``sys.path``,
 and refuses every other ``rescue_flow`` module in this process: a driver
 that imported the worker package would fail these tests, as it would fail
 in a real nova-compute.
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[3]
-ALLOWED = ("rescue_flow", "rescue_flow.simhost", "rescue_flow.filelock")
+ALLOWED = ("rescue_flow", "rescue_flow.simhost", "rescue_flow.filelock", "rescue_flow.files",
+           "rescue_flow.locks", "rescue_flow.requests", "rescue_flow.exceptions")
 
 
 class _SimhostOnly(importlib.abc.MetaPathFinder):
