@@ -15,6 +15,7 @@ from rescue_flow import exceptions
 RESCUE = "rescue"
 UNRESCUE = "unrescue"
 ACTIONS = (RESCUE, UNRESCUE)
+SECURE_BOOT_VALUES = (None, "required", "disabled", "optional")  # Glance's os_secure_boot
 
 
 def canonical_uuid(value: Any, what: str) -> str:
@@ -51,6 +52,12 @@ class Request:
     # hw_machine_type); the host cannot tell for a VHDX image.
     image_generation: int | None = None
     source: str = "cli"  # "nova", "client", "cli", "demo"
+    # Rescue only: the rescue image's Glance properties os_secure_boot
+    # ("required", "disabled", "optional") and os_type ("windows", "linux"...),
+    # when the caller knows them (Nova's driver does). The rescue VM gets
+    # Secure Boot when os_secure_boot is "required", as compute-hyperv does.
+    image_os_secure_boot: str | None = None
+    image_os_type: str | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -66,6 +73,12 @@ class Request:
         if self.image_generation not in (None, 1, 2):
             raise exceptions.InvalidRequest(
                 f"image generation must be 1 or 2, got {self.image_generation!r}")
+        if self.image_os_secure_boot not in SECURE_BOOT_VALUES:
+            raise exceptions.InvalidRequest(
+                f"image os_secure_boot must be one of required, disabled, optional; "
+                f"got {self.image_os_secure_boot!r}")
+        if self.image_os_type is not None and not isinstance(self.image_os_type, str):
+            raise exceptions.InvalidRequest("image os_type must be a string")
         if not isinstance(self.request_id, str) or not self.request_id:
             raise exceptions.InvalidRequest("request id must be a non-empty string")
 

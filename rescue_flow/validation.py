@@ -24,7 +24,8 @@ class RescuePlan:
 
 
 def validate_rescue(host: HyperVHost, instance_uuid: str, image_id: str | None,
-                    image_generation: int | None) -> RescuePlan:
+                    image_generation: int | None,
+                    secure_boot: records.SecureBoot | None = None) -> RescuePlan:
     instance_vm = host.find_instance_vm(instance_uuid)
     if instance_vm is None:
         raise exceptions.InstanceNotFound(
@@ -48,6 +49,7 @@ def validate_rescue(host: HyperVHost, instance_uuid: str, image_id: str | None,
         raise exceptions.GenerationMismatch(
             f"rescue image {image_id} is for Gen{image_generation} VMs; instance "
             f"{instance_uuid} is Gen{config.generation}")
+    check_secure_boot(config.generation, secure_boot)
     for path in layout.rescue_disk_candidates(host.instances_path, config.instance_dir):
         if host.file_exists(path):
             raise exceptions.RequestRefused(
@@ -56,7 +58,27 @@ def validate_rescue(host: HyperVHost, instance_uuid: str, image_id: str | None,
     return RescuePlan(instance_vm, image_path, image_format)
 
 
+def check_secure_boot(generation: int, secure_boot: records.SecureBoot | None) -> None:
+    """Refuse what compute-hyperv refuses: Secure Boot on Gen1, or without os_type."""
+    if secure_boot is None or not secure_boot.required:
+        return
+    if generation != records.GEN2:
+        raise exceptions.SecureBootUnavailable(
+            "the rescue image requires Secure Boot (os_secure_boot=required), which "
+            "needs a generation 2 VM; this instance is Gen1")
+    if not secure_boot.os_type:
+        raise exceptions.SecureBootUnavailable(
+            "the rescue image requires Secure Boot but has no os_type property, "
+            "which decides the certificate template (windows or linux)")
+
+
 def _check_root_disk(config: records.VMConfig) -> None:
+    chains = [d.path for d in config.disks if records.is_checkpoint_disk_path(d.path)]
+    if chains:
+        raise exceptions.InstanceHasCheckpoints(
+            f"instance {config.instance_uuid} has checkpoints: it runs on {chains[0]}, "
+            "a differencing chain whose parent (the root disk) no other VM may open; "
+            "delete its checkpoints, then rescue it")
     volumes = [d for d in config.disks if d.drive_type == records.DRIVE_VOLUME]
     try:
         config.root_disk  # noqa: B018 - raises LookupError when absent

@@ -118,6 +118,11 @@ class HyperVHost(HostReader):
         if self._call(self._vm, "get_vm_scsi_controller", vm_name) is None:
             self._call(self._vm, "create_scsi_controller", vm_name)
 
+    def enable_secure_boot(self, vm_name: str, msft_ca_required: bool) -> None:
+        """Secure Boot on, with the Microsoft UEFI CA template for non-Windows
+        guests; setting it again is harmless, so no check first."""
+        self._call(self._vm, "enable_secure_boot", vm_name, msft_ca_required)
+
     def destroy_vm(self, vm_name: str) -> None:
         """Remove the VM (never its disk files); nothing to do when it is gone."""
         if self.vm_exists(vm_name):

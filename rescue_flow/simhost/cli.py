@@ -70,7 +70,8 @@ def _add_vm(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
         args.name, args.uuid, args.image, generation=args.generation,
         stopped=args.stopped, boot_from_volume=args.boot_from_volume, nics=args.nics,
         memory_mb=args.memory_mb, vcpus=args.vcpus, config_drive=args.config_drive,
-        soft_shutdown=args.soft_shutdown)
+        soft_shutdown=args.soft_shutdown, checkpoints=args.checkpoints,
+        secure_boot=args.secure_boot)
     print(f"VM {args.name} added")
     return 0
 
@@ -170,6 +171,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config-drive", action="store_true")
     p.add_argument("--soft-shutdown", choices=("clean", "hang"), default="clean",
                    help="how the guest answers a soft shutdown request")
+    p.add_argument("--checkpoints", type=_count, default=0, metavar="N",
+                   help="checkpoints the VM has (it runs on an .avhd(x) chain)")
+    p.add_argument("--secure-boot", choices=("windows", "linux"), default=None,
+                   help="Gen2: Secure Boot on, with the Windows or the Microsoft "
+                   "UEFI CA (Linux) template")
 
     p = command("show", _show, "show VMs, disks, NICs, files and images")
     p.add_argument("--json", action="store_true", help="the canonical JSON view")

@@ -16,8 +16,11 @@ class ValidateRescue(HostTask):
     default_provides = ("instance_vm", "image_path", "image_format")
 
     def execute(self, instance_uuid: str, image_id: str | None,
-                image_generation: int | None) -> tuple[str, str, str]:
-        plan = validate_rescue(self.host, instance_uuid, image_id, image_generation)
+                image_generation: int | None, image_os_secure_boot: str | None = None,
+                image_os_type: str | None = None) -> tuple[str, str, str]:
+        plan = validate_rescue(
+            self.host, instance_uuid, image_id, image_generation,
+            records.SecureBoot.from_request(image_os_secure_boot, image_os_type))
         return plan.instance_vm, plan.image_path, plan.image_format
 
 
