@@ -149,10 +149,10 @@ class StraightLine:
         # Validation: the instance, the rescue VM and its record, the disks.
         instance = self._instance_vm()
         self._rescue_vm()
-        vm.get_vm_storage_paths(rescue)
-        disk = next(path for path, there in zip(
-            (f"{record['dir']}/root-rescue.vhdx", f"{record['dir']}/root-rescue.vhd"),
-            self._rescue_disks(record["dir"]), strict=True) if there)
+        attached = vm.get_vm_storage_paths(rescue)[0]
+        disk = next(path for path in (f"{record['dir']}/root-rescue.vhdx",
+                                      f"{record['dir']}/root-rescue.vhd")
+                    if path in attached)
         vm.get_disk_attachment_info(record["root"], is_physical=False)
         vm.get_vm_state(rescue)
         # Stop the rescue VM, give the root disk back, start the instance.
@@ -170,7 +170,6 @@ class StraightLine:
         assert vm.vm_exists(rescue)
         vm.destroy_vm(rescue)
         assert not vm.vm_exists(rescue)
-        assert self.path.exists(disk)
         self.path.remove(disk)
 
     def cycle(self) -> None:

@@ -9,6 +9,7 @@ whichever VM holds it, so every detach here checks the owner first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -103,7 +104,10 @@ class HyperVHost(HostReader):
         self._call(self._vhd, "create_differencing_vhd", path, parent)
 
     def delete_file(self, path: str) -> None:
-        if self.file_exists(path):
+        """Remove ``path``; a file already gone is fine. No ``exists`` first:
+        os-win's ``exists`` (os.path.exists) answers False when Windows fails
+        to look, which would leave the file behind."""
+        with contextlib.suppress(rf_exc.HyperVObjectNotFound):
             self._call(self._path, "remove", path)
 
     # VMs ---------------------------------------------------------------

@@ -142,11 +142,20 @@ class HostReader:
                 if self._call(self._net, "get_port_by_id", nic_name, switch):
                     return switch
             except rf_exc.HyperVObjectNotFound:  # os-win's HyperVvSwitchNotFound
+                if self._switch_exists(switch):
+                    raise  # the switch is there: the lookup failed, not the config
                 LOG.warning("[hyperv] vswitch_names lists %s, which this host lacks",
                             switch)
         LOG.warning("NIC %s is connected to none of [hyperv] vswitch_names %s",
                     nic_name, self._vswitch_names)
         return None
+
+    def _switch_exists(self, switch: str) -> bool:
+        try:
+            self._call(self._net, "get_vswitch_id", switch)
+        except rf_exc.HyperVObjectNotFound:
+            return False
+        return True
 
     def read_vm_config(self, vm_name: str) -> records.VMConfig:
         """Record what the flows will touch on ``vm_name`` or must restore."""

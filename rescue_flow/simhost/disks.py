@@ -15,6 +15,7 @@ from rescue_flow.simhost.model import (
     HostState,
     Vm,
     refuse,
+    refuse_while_on,
     same_resource,
 )
 from rescue_flow.simhost.oswin import constants, exceptions
@@ -72,8 +73,8 @@ def attach(st: HostState, vm_name: str, path: Any, ctrl_path: Any, slot: Any,
         if record["format"] not in _FORMATS_FOR_KIND[kind]:
             raise refuse(f"a {record['format']} file cannot be attached as a {kind}")
     if ctrl["type"] == constants.CTRL_TYPE_IDE and is_on(vm):
-        raise refuse(f"VM {vm_name!r} is running: IDE drives are added with the VM off "
-                      f"(only SCSI disks are hot-added)")
+        raise refuse_while_on(f"VM {vm_name!r} is running: IDE drives are added with "
+                              f"the VM off (only SCSI disks are hot-added)")
     holder = st.find_drive(path, is_physical=kind == PASSTHROUGH)
     if holder is not None:
         raise refuse(f"{path!r} is already attached to VM {holder[0]!r}")
@@ -102,7 +103,8 @@ def detach(st: HostState, found: tuple[str, Vm, dict[str, Any], int, dict[str, A
            ) -> None:
     name, vm, ctrl, slot, drive = found
     if ctrl["type"] == constants.CTRL_TYPE_IDE and is_on(vm):
-        raise refuse(f"VM {name!r} is running: IDE drives are removed with the VM off")
+        raise refuse_while_on(f"VM {name!r} is running: IDE drives are removed with "
+                              f"the VM off")
     del ctrl["slots"][str(slot)]
     st.boot_order_remove(vm, drive["path"])
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from rescue_flow.simhost import changes, faults, store
+from rescue_flow.simhost import changes, faults, oserrors, store
 from rescue_flow.simhost.model import HostState, untouched
 from rescue_flow.simhost.store import StateStore
 
@@ -67,6 +67,8 @@ class Engine:
         if mode == faults.CRASH_BEFORE:
             _crash()
         if mode in (faults.PERMANENT, faults.TRANSIENT):
+            if oserrors.never_raises(method):
+                return oserrors.fallback(method)
             raise faults.error_for(method, mode)
         try:
             # Copies both ways: the state must never share objects with the

@@ -62,9 +62,16 @@ def new_state(instances_path: str, switches: tuple[str, ...] | list[str],
     return state
 
 
-def refuse(message: str) -> exceptions.HyperVException:
-    """What a failed WMI job looks like to os-win's caller."""
-    return exceptions.HyperVException(f"Hyper-V (simulated) refused: {message}")
+def refuse(message: str, code: int = 32773) -> exceptions.WMIJobFailed:
+    """What a failed WMI job looks like to os-win's caller: WMIJobFailed with
+    Msvm's return code, 32773 (invalid parameter) unless told otherwise."""
+    return exceptions.WMIJobFailed(f"Hyper-V (simulated) refused: {message}",
+                                   job_state=10, error_code=code)
+
+
+def refuse_while_on(message: str) -> exceptions.WMIJobFailed:
+    """A change Hyper-V makes only to a VM that is off: 32775, invalid state."""
+    return refuse(message, code=32775)
 
 
 def same_resource(a: str | None, b: str | None) -> bool:

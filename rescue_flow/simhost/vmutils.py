@@ -32,6 +32,7 @@ from rescue_flow.simhost.model import (
     HostState,
     is_uuid_like,
     refuse,
+    refuse_while_on,
 )
 from rescue_flow.simhost.oswin import constants, exceptions
 
@@ -157,7 +158,7 @@ class SimVMUtils(SimUtils):
         if int(memory_mb) < 32 or int(vcpus_num) < 1:
             raise refuse(f"memory {memory_mb} MB / {vcpus_num} vCPUs is invalid")
         if disks.is_on(vm) and int(vcpus_num) != vm["vcpus"]:
-            raise refuse(f"VM {vm_name!r} is running: its vCPU count changes only "
+            raise refuse_while_on(f"VM {vm_name!r} is running: its vCPU count changes only "
                           f"while it is off")
         vm["memory_mb"] = int(memory_mb)
         vm["vcpus"] = int(vcpus_num)
@@ -207,7 +208,7 @@ class SimVMUtils(SimUtils):
     def create_scsi_controller(self, st: HostState, vm_name):
         vm = st.vm(vm_name)
         if disks.is_on(vm):
-            raise refuse(f"VM {vm_name!r} is running: controllers are added with "
+            raise refuse_while_on(f"VM {vm_name!r} is running: controllers are added with "
                           f"the VM off")
         disks.add_controller(vm, constants.CTRL_TYPE_SCSI)
 
@@ -355,7 +356,7 @@ class SimVMUtils(SimUtils):
         if vm["generation"] != constants.VM_GEN_2:
             raise refuse(f"VM {vm_name!r} is generation 1: Secure Boot needs UEFI (Gen2)")
         if disks.is_on(vm):
-            raise refuse(f"VM {vm_name!r} is running: firmware settings change only "
+            raise refuse_while_on(f"VM {vm_name!r} is running: firmware settings change only "
                           f"while it is off")
         vm["secure_boot"] = True
         vm["secure_boot_template"] = SECURE_BOOT_LINUX if msft_ca_required \

@@ -50,12 +50,18 @@ class ValidateUnrescue(HostTask):
                 f"instance {instance_uuid} has no rescue VM with a readable record")
         record = rescue.record
         root = record.root_disk.path
-        if not self.host.disk_attached_to(rescue.name, root):
+        attached = {path.lower(): path for path in self.host.vm_disk_paths(rescue.name)}
+        if root.lower() not in attached:
             raise exceptions.RequestRefused(
                 f"root disk {root} is not on rescue VM {rescue.name}")
-        disk = next((path for path in layout.rescue_disk_candidates(
-                        self.host.instances_path, record.instance_dir)
-                     if self.host.file_exists(path)), None)
+        candidates = layout.rescue_disk_candidates(self.host.instances_path,
+                                                   record.instance_dir)
+        # The rescue VM names its disk; ``exists`` is only asked when it does
+        # not, since os-win's exists answers False when Windows fails to look,
+        # and a disk missed here would be left behind.
+        disk = next((attached[path.lower()] for path in candidates
+                     if path.lower() in attached), None) or \
+            next((path for path in candidates if self.host.file_exists(path)), None)
         root_on_rescue_vm = self.host.disk_attachment(root, records.DRIVE_DISK)
         return (instance_vm, rescue.name, record.to_dict(), disk,
                 self.host.power_state(rescue.name),

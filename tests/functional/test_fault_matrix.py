@@ -17,11 +17,17 @@ import pytest
 from simsite import Bench
 
 from rescue_flow.outcome import Outcome
+from rescue_flow.simhost import oserrors
 
 CLEANUP_STEPS = ("DestroyRescueVM", "DeleteRescueDisk")
 # By design, a refused soft shutdown falls back to a hard power-off (as Nova
 # does): a permanent fault there must end like a clean run, not in a revert.
 ABSORBED_BY_DESIGN = {"soft_shutdown_vm"}
+# os-win's exists is os.path.exists, which answers False when Windows fails
+# to look: the caller cannot see the fault, so it cannot retry or revert.
+# What must hold: the flow ends like a clean run, or is refused or reverted
+# with the host as before; never a "success" that leaves something behind.
+UNSEEN_FAULTS = {name for name in oserrors.METHODS if oserrors.never_raises(name)}
 
 SCENARIOS = [
     pytest.param(1, 0, id="gen1-no-nics"),
@@ -41,7 +47,14 @@ def _check_positions(bench, action, mode, positions, start, start_view, clean_en
         bench.site.sim.clear_faults()
         where = f"{mode} fault in {method} #{occurrence} ({step})"
         view = bench.view()
-        if mode == "transient" or method in ABSORBED_BY_DESIGN:
+        if method in UNSEEN_FAULTS:
+            clean = result.outcome is Outcome.SUCCESS and view == clean_end
+            refused = result.outcome in (Outcome.FAILED, Outcome.REFUSED) and \
+                view == start_view
+            if not (clean or refused):
+                problems.append(f"{where}: {result.outcome.value} {result.reason}, and "
+                                f"the host is neither as before nor as a clean run")
+        elif mode == "transient" or method in ABSORBED_BY_DESIGN:
             if result.outcome is not Outcome.SUCCESS or view != clean_end:
                 problems.append(f"{where}: {result.outcome.value} {result.reason}")
         elif action == "unrescue" and step in CLEANUP_STEPS:

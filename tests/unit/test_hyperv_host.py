@@ -331,7 +331,22 @@ def test_a_listed_switch_the_host_lacks_is_skipped_not_fatal(host, utils):
     utils["netutils"].get_vnic_mac_address.return_value = "FA163E000001"
     utils["netutils"].get_port_by_id.side_effect = [
         os_exc.HyperVvSwitchNotFound(vswitch_name="external"), {"port": "nic-a"}]
+    utils["netutils"].get_vswitch_id.side_effect = os_exc.HyperVvSwitchNotFound(
+        vswitch_name="external")
 
     config = host.read_vm_config("instance-00000001")
 
     assert config.nics == (records.Nic("nic-a", "FA:16:3E:00:00:01", "internal"),)
+
+
+def test_a_switch_that_exists_but_fails_its_port_lookup_fails_the_read(host, utils):
+    # Skipping it would give the rescue VM an unconnected NIC.
+    _gen2_instance(utils["vmutils"])
+    utils["vmutils"].get_vm_nic_names.return_value = ["nic-a"]
+    utils["netutils"].get_vnic_mac_address.return_value = "FA163E000001"
+    utils["netutils"].get_port_by_id.side_effect = os_exc.HyperVvSwitchNotFound(
+        vswitch_name="external")
+    utils["netutils"].get_vswitch_id.return_value = "switch-id"
+
+    with pytest.raises(exceptions.HyperVObjectNotFound):
+        host.read_vm_config("instance-00000001")
