@@ -115,6 +115,15 @@ def _latency(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    host = _host(conf)
+    host.set_cost_profile(None if args.profile == "off" else args.profile, args.scale)
+    shown = host.cost_profile()
+    print("no cost profile: calls cost only their 'sim latency'" if shown is None
+          else f"cost profile {shown['name']} x {shown['scale']:g}")
+    return 0
+
+
 def _clear_faults(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     _host(conf).clear_faults()
     return 0
@@ -196,5 +205,13 @@ def register(subparsers: Any) -> None:
     p = command("latency", _latency, "make each call of an os-win method slower")
     p.add_argument("method", metavar="METHOD", type=_method)
     p.add_argument("seconds", metavar="SECONDS", type=float)
+
+    p = command("profile", _profile,
+                "make every call cost what a WMI cost profile says ('sim latency' "
+                "still overrides one method)")
+    p.add_argument("profile", metavar="PROFILE",
+                   help="'wmi' (the documented default figures), a JSON file, or 'off'")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every cost (default 1)")
 
     command("clear-faults", _clear_faults, "remove every fault and latency")

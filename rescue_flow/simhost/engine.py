@@ -2,13 +2,15 @@
 
 Every public method of the Sim*Utils classes is an ``@oswin_call``. A call:
 
-1. sleeps for the method's injected latency, outside the lock, so other
-   threads and processes go on meanwhile (like a slow WMI job); the
+1. sleeps for the method's injected latency (``set_latency``, else the
+   cost profile's figure: rescue_flow.simhost.costs), outside the lock, so
+   other threads and processes go on meanwhile (like a slow WMI job); the
    latency is read from this process's cached state when the files show
    it current, else under the lock;
 2. takes the lock and loads the state (cached when unchanged);
-3. appends ``{"method", "args"}`` to the call log (so a call that then
-   fails or crashes is still on record);
+3. appends ``{"method", "args"}`` to the call log, with ``"cost"``, the
+   seconds it slept, when it slept (so a call that then fails or crashes is
+   still on record);
 4. counts the call against the method's fault, if one is armed, and
    persists the count; a fault then raises, or exits the process;
 5. applies the call and journals what it changed, if anything;
@@ -47,20 +49,24 @@ class Engine:
                mutates: bool, fresh_result: bool = False) -> Any:
         # Known without queueing for the lock, when this process's cache is current.
         delay = self.store.peek(lambda data: faults.latency(data, method))
-        slept = bool(delay)
+        paid = delay or 0.0
         if delay:
             time.sleep(delay)
         while True:
             with self.store.locked() as tx:
                 delay = faults.latency(tx.data, method)
-                if slept or not delay:
-                    return self._apply(tx, method, args, body, mutates, fresh_result)
+                if paid or not delay:
+                    return self._apply(tx, method, args, body, mutates, fresh_result,
+                                       paid)
             time.sleep(delay)
-            slept = True
+            paid = delay
 
     def _apply(self, tx: Any, method: str, args: dict[str, Any], body: Body,
-               mutates: bool, fresh_result: bool) -> Any:
-        self.store.append_call({"method": method, "args": args})
+               mutates: bool, fresh_result: bool, paid: float = 0.0) -> Any:
+        record: dict[str, Any] = {"method": method, "args": args}
+        if paid:
+            record["cost"] = round(paid, 6)  # what the call slept: benchmarks sum it
+        self.store.append_call(record)
         changed, mode = faults.consume(tx.data, method)
         if changed:
             tx.commit(untouched())  # only the fault's counter moved

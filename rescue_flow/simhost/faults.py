@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from rescue_flow.simhost import oserrors
+from rescue_flow.simhost import costs, oserrors
 
 PERMANENT = "permanent"
 TRANSIENT = "transient"
@@ -67,7 +67,11 @@ def clear(data: dict[str, Any]) -> None:
 
 
 def latency(data: dict[str, Any], method: str) -> float:
-    return float(data["latency"].get(method, 0.0))
+    """The per-method override if set, else the cost profile's figure."""
+    override = data["latency"].get(method)
+    if override is not None:
+        return float(override)
+    return costs.cost(data, method)
 
 
 def consume(data: dict[str, Any], method: str) -> tuple[bool, str | None]:

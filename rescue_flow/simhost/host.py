@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rescue_flow.simhost import changes, faults, paths, seed
+from rescue_flow.simhost import changes, costs, faults, paths, seed
 from rescue_flow.simhost.engine import Engine, oswin_methods
 from rescue_flow.simhost.model import HostState, new_state
 from rescue_flow.simhost.networkutils import SimNetworkUtils
@@ -137,7 +137,7 @@ class SimulatedHost:
         """The view as a tree for people, with armed faults and latencies."""
         with self._store.locked() as tx:
             return render_text(build_view(tx.data), tx.data["faults"],
-                               tx.data["latency"])
+                               tx.data["latency"], tx.data.get("profile"))
 
     def calls(self) -> list[dict[str, Any]]:
         """The os-win calls made so far, oldest first: {"method", "args"}."""
@@ -178,6 +178,22 @@ class SimulatedHost:
         with self._store.locked() as tx:
             faults.set_latency(tx.data, method, seconds)
             tx.commit()
+
+    def set_cost_profile(self, profile: str | None = costs.DEFAULT_PROFILE,
+                         scale: float = 1.0) -> None:
+        """Make every call cost what the profile says (rescue_flow.simhost.costs):
+        ``"wmi"`` (the default figures), a JSON file, or None for no cost.
+        Per-method latencies (set_latency) still override it."""
+        loaded = None if profile is None else costs.load(profile, scale)
+        with self._store.locked() as tx:
+            tx.data["profile"] = loaded
+            tx.commit()
+
+    def cost_profile(self) -> dict[str, Any] | None:
+        """The host's profile: name, scale and [base, per_vm] per method."""
+        with self._store.locked() as tx:
+            profile = tx.data.get("profile")
+            return changes.clone(profile) if profile else None
 
     def clear_faults(self) -> None:
         """Remove every fault and latency."""

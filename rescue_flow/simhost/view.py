@@ -76,7 +76,8 @@ def to_json(view: dict[str, Any]) -> str:
 
 
 def render_text(view: dict[str, Any], faults: dict[str, Any] | None = None,
-                latency: dict[str, float] | None = None) -> str:
+                latency: dict[str, float] | None = None,
+                profile: dict[str, Any] | None = None) -> str:
     """A tree for people: VMs with their drives, NICs and boot order."""
     lines = [f"switches: {', '.join(view['switches']) or '(none)'}", "images:"]
     for image_id, image in sorted(view["images"].items()):
@@ -111,6 +112,9 @@ def render_text(view: dict[str, Any], faults: dict[str, Any] | None = None,
         times = "always" if fault["times"] is None else f"{fault['times']} time(s)"
         lines.append(f"fault: {method}  {fault['mode']}  after {fault['after']}, "
                      f"{times}  (seen {fault['seen']})")
+    if profile:
+        lines.append(f"cost profile: {profile['name']} x {profile['scale']:g} "
+                     f"({len(view['vms'])} VMs)")
     for method, seconds in sorted((latency or {}).items()):
         lines.append(f"latency: {method}  {seconds:g} s")
     return "\n".join(lines) + "\n"
