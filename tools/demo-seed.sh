@@ -30,7 +30,7 @@ state_path = $dir/state
 driver = simulated
 
 [simulated]
-state_file = \$state_path/simulated-host.json
+state_file = \$state_path/simulated-host.sqlite
 CONF
 
 sim() {

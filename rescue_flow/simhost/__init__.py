@@ -23,8 +23,8 @@ compare ignoring case as WQL does; a file a running VM holds open (a disk,
 or a parent of one) cannot be removed or renamed (PermissionError, WinError
 32, a sharing violation); IDE drives, new controllers and vCPU changes are
 refused while a VM is not off (SCSI disks are hot-added); a checkpoint's
-parent disk is never attached to another VM. The whole host is a JSON
-snapshot plus a journal of changes, shared safely by threads and
+parent disk is never attached to another VM. The whole host is an
+SQLite database (Python's sqlite3), shared safely by threads and
 processes; every call is logged; faults and latency can be injected per
 method, including crashes of the calling process before or after a call
 takes effect.

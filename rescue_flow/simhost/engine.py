@@ -13,7 +13,7 @@ Every public method of the Sim*Utils classes is an ``@oswin_call``. A call:
    still on record);
 4. counts the call against the method's fault, if one is armed, and
    persists the count; a fault then raises, or exits the process;
-5. applies the call and journals what it changed, if anything;
+5. applies the call and writes what it changed, if anything;
 6. releases the lock.
 
 The decorated function takes the state as its second parameter; callers
@@ -71,7 +71,7 @@ class Engine:
         if changed:
             tx.commit(untouched())  # only the fault's counter moved
         if mode == faults.CRASH_BEFORE:
-            _crash()
+            _crash(tx)
         if mode in (faults.PERMANENT, faults.TRANSIENT):
             if oserrors.never_raises(method):
                 return oserrors.fallback(method)
@@ -84,12 +84,12 @@ class Engine:
         except BaseException:
             tx.discard()  # the body may have half-applied its change in memory
             if mode == faults.CRASH_AFTER:
-                _crash()
+                _crash(tx)
             raise
         if mutates:
             tx.commit(state.touched)
         if mode == faults.CRASH_AFTER:
-            _crash()
+            _crash(tx)
         if fresh_result:
             if store.VERIFY_TOUCHED:
                 _check_shares_nothing(method, result, tx.data)
@@ -128,7 +128,8 @@ def _copied(value: Any) -> Any:
         return copy.deepcopy(value)
 
 
-def _crash() -> None:
+def _crash(tx: Any) -> None:
+    tx.make_durable()  # os._exit skips the commit at the end of the call
     os._exit(faults.CRASH_EXIT_CODE)
 
 

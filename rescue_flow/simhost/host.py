@@ -41,7 +41,7 @@ def offered_methods() -> dict[str, str]:
 
 
 class SimulatedHost:
-    """A simulated Hyper-V host kept in a state file and its journal.
+    """A simulated Hyper-V host kept in a state file (an SQLite database).
 
     Any number of SimulatedHost objects, in any threads and processes, may
     share one state file; each os-win call is atomic against the others.

@@ -107,7 +107,7 @@ class HostState:
 
     ``touched`` names, per tracked section, the entries this call was handed
     (a VM, a file record) and so may have changed; ``None`` means any entry.
-    The journal compares only those, plus any entry added or removed, so a
+    The store compares only those, plus any entry added or removed, so a
     change costs the same on a host of 2 VMs or 400. A body that edits an
     entry it got any other way must call ``touch_all``. Tests run with
     RESCUE_FLOW_SIMHOST_VERIFY=1, which compares every call's record with a

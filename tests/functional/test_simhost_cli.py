@@ -28,7 +28,7 @@ def sim(config: Path, *args: str) -> int:
 
 
 def state_file(config: Path) -> str:
-    return str(config.parent / "state" / "simulated-host.json")
+    return str(config.parent / "state" / "simulated-host.sqlite")
 
 
 @pytest.fixture
