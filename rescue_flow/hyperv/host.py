@@ -43,6 +43,13 @@ class HyperVHost(HostReader):
         self._sleep = sleep
         self._clock = clock
 
+    def until_done(self, action: Callable[[], None]) -> None:
+        """Run ``action`` until it succeeds, ``[retry] attempts`` times at most,
+        whatever it raises (then the last error): for irreversible steps."""
+        for attempt in self._call.policy.until_done():
+            with attempt:
+                action()
+
     # Power -------------------------------------------------------------
 
     def stop_vm(self, vm_name: str) -> str:
