@@ -11,33 +11,36 @@ import dataclasses
 
 from rescue_flow import exceptions, layout, records
 from rescue_flow.hyperv.host import HyperVHost
+from rescue_flow.hyperv.reader import Notes
 from rescue_flow.requests import canonical_uuid
 
 
 @dataclasses.dataclass(frozen=True)
 class RescuePlan:
-    """What a validated rescue will use."""
+    """What a validated rescue will use, and the configuration it checked."""
 
     instance_vm: str
     image_path: str
     image_format: str
+    config: records.VMConfig
 
 
 def validate_rescue(host: HyperVHost, instance_uuid: str, image_id: str | None,
                     image_generation: int | None,
                     secure_boot: records.SecureBoot | None = None) -> RescuePlan:
-    instance_vm = host.find_instance_vm(instance_uuid)
+    notes = host.notes_by_vm()  # the one host-wide query of the rescue
+    instance_vm = host.find_instance_vm(instance_uuid, notes)
     if instance_vm is None:
         raise exceptions.InstanceNotFound(
             f"no VM on this host carries instance {instance_uuid} in its notes")
-    config = host.read_vm_config(instance_vm)
+    config = host.read_vm_config(instance_vm, notes)
     _check_root_disk(config)
     layout.ensure_inside(host.instances_path, config.instance_dir, "instance folder")
     if config.power_state not in (records.POWER_RUNNING, records.POWER_OFF):
         raise exceptions.RequestRefused(
             f"instance {instance_uuid} is {config.power_state}; Nova rescues only "
             "running or stopped instances")
-    _check_rescue_vm_name_free(host, instance_uuid, instance_vm)
+    _check_rescue_vm_name_free(host, instance_uuid, instance_vm, notes)
     if image_id is None:
         image_id = _own_image(host, config)
     image_path = _cached_image(host, image_id)
@@ -55,7 +58,7 @@ def validate_rescue(host: HyperVHost, instance_uuid: str, image_id: str | None,
             raise exceptions.RequestRefused(
                 f"a rescue disk {path} is left from an earlier rescue; run "
                 f"'rescue-flow run unrescue {instance_uuid}' to remove it")
-    return RescuePlan(instance_vm, image_path, image_format)
+    return RescuePlan(instance_vm, image_path, image_format, config)
 
 
 def check_secure_boot(generation: int, secure_boot: records.SecureBoot | None) -> None:
@@ -93,9 +96,9 @@ def _check_root_disk(config: records.VMConfig) -> None:
 
 
 def _check_rescue_vm_name_free(host: HyperVHost, instance_uuid: str,
-                               instance_vm: str) -> None:
+                               instance_vm: str, notes: Notes) -> None:
     name = layout.rescue_vm_name(instance_vm)
-    ours = host.find_rescue_vm(instance_uuid)
+    ours = host.find_rescue_vm(instance_uuid, notes)
     if host.vm_exists(name) and (ours is None or ours.name != name):
         raise exceptions.RequestRefused(
             f"a VM named {name} exists and is not this instance's rescue VM")

@@ -121,12 +121,18 @@ class HyperVHost(HostReader):
 
     def create_vm(self, vm_name: str, generation: int, memory_mb: int, vcpus: int,
                   config_dir: str, notes: list[str]) -> None:
-        """Create a VM with one SCSI controller; completes a half-created one."""
-        if not self.vm_exists(vm_name):
+        """Create a VM with one SCSI controller; completes a half-created one.
+
+        The existence check stays: Hyper-V would create a second VM of the
+        same name. A VM made here has no SCSI controller yet (os-win's
+        create_vm adds none), so only a half-created one is asked for it.
+        """
+        created = not self.vm_exists(vm_name)
+        if created:
             self._call(self._vm, "create_vm", vm_name, False, generation, config_dir,
                        notes=notes)
         self._call(self._vm, "update_vm", vm_name, memory_mb, 0, vcpus, 0, False, 1.0)
-        if self._call(self._vm, "get_vm_scsi_controller", vm_name) is None:
+        if created or self._call(self._vm, "get_vm_scsi_controller", vm_name) is None:
             self._call(self._vm, "create_scsi_controller", vm_name)
 
     def enable_secure_boot(self, vm_name: str, msft_ca_required: bool) -> None:
@@ -156,13 +162,21 @@ class HyperVHost(HostReader):
         return str(path)
 
     def attach_disk(self, vm_name: str, disk: records.DiskAttachment) -> None:
-        """Attach ``disk`` at exactly its controller and slot."""
-        if self.disk_attached_to(vm_name, disk.path):
-            return
+        """Attach ``disk`` at exactly its controller and slot.
+
+        Attached already (a resumed or repeated step) shows as a refused
+        attach: only then is the VM's storage read, to tell that from a real
+        refusal. (On Windows os-win first retries the refused job for about
+        five seconds: a price paid on a resume only, not on every attach.)
+        """
         controller = self._controller_path(vm_name, disk.controller_type,
                                            disk.controller_addr)
-        self._call(self._vm, "attach_drive", vm_name, disk.path, controller, disk.slot,
-                   drive_type=DRIVE_TYPES[disk.drive_type])
+        try:
+            self._call(self._vm, "attach_drive", vm_name, disk.path, controller,
+                       disk.slot, drive_type=DRIVE_TYPES[disk.drive_type])
+        except rf_exc.HyperVError:
+            if not self.disk_attached_to(vm_name, disk.path):
+                raise
 
     def attach_secondary_disk(self, vm_name: str, path: str) -> records.DiskAttachment:
         """Attach ``path`` to the first free slot of the VM's SCSI controller."""

@@ -13,24 +13,30 @@ from rescue_flow.validation import validate_rescue
 class ValidateRescue(HostTask):
     """Refuse a rescue the host cannot do; nothing to revert."""
 
-    default_provides = ("instance_vm", "image_path", "image_format")
+    default_provides = ("instance_vm", "image_path", "image_format", "checked_config")
 
     def execute(self, instance_uuid: str, image_id: str | None,
                 image_generation: int | None, image_os_secure_boot: str | None = None,
-                image_os_type: str | None = None) -> tuple[str, str, str]:
+                image_os_type: str | None = None) -> tuple[str, str, str, dict[str, Any]]:
         plan = validate_rescue(
             self.host, instance_uuid, image_id, image_generation,
             records.SecureBoot.from_request(image_os_secure_boot, image_os_type))
-        return plan.instance_vm, plan.image_path, plan.image_format
+        return (plan.instance_vm, plan.image_path, plan.image_format,
+                plan.config.to_dict())
 
 
 class SnapshotConfig(HostTask):
-    """Record the instance's configuration, to restore it and to copy it."""
+    """Record the instance's configuration, to restore it and to copy it.
+
+    It is the configuration validation read and checked, a moment ago and
+    with nothing changed since: reading it again would cost a dozen WMI
+    queries (docs/simulated-host.md, the cost profile) and tell nothing new.
+    """
 
     default_provides = "original"
 
-    def execute(self, instance_vm: str) -> dict[str, Any]:
-        return self.host.read_vm_config(instance_vm).to_dict()
+    def execute(self, checked_config: dict[str, Any]) -> dict[str, Any]:
+        return checked_config
 
 
 class ValidateUnrescue(HostTask):
@@ -40,11 +46,12 @@ class ValidateUnrescue(HostTask):
                         "rescue_vm_power", "rescue_root_disk")
 
     def execute(self, instance_uuid: str) -> tuple[Any, ...]:
-        instance_vm = self.host.find_instance_vm(instance_uuid)
+        notes = self.host.notes_by_vm()  # the one host-wide query of the unrescue
+        instance_vm = self.host.find_instance_vm(instance_uuid, notes)
         if instance_vm is None:
             raise exceptions.InstanceNotFound(
                 f"no VM on this host carries instance {instance_uuid} in its notes")
-        rescue = self.host.find_rescue_vm(instance_uuid)
+        rescue = self.host.find_rescue_vm(instance_uuid, notes)
         if rescue is None or rescue.record is None:
             raise exceptions.RequestRefused(
                 f"instance {instance_uuid} has no rescue VM with a readable record")

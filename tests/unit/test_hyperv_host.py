@@ -229,12 +229,29 @@ def test_attach_disk_uses_the_recorded_controller_and_slot(host, utils):
                                             drive_type=constants.DISK)
 
 
-def test_attach_disk_is_a_no_op_when_the_disk_is_already_there(host, utils):
+def test_attach_disk_refused_because_the_disk_is_already_there_is_done(host, utils):
+    utils["vmutils"].attach_drive.side_effect = os_exc.WMIJobFailed(
+        job_state=10, error_code=32773, error_summ_desc="in use", error_desc="")
     utils["vmutils"].get_vm_storage_paths.return_value = (["/INST/VM/ROOT.VHD"], [])
 
     host.attach_disk("vm", records.DiskAttachment("/inst/vm/root.vhd", "IDE", 0, 0))
 
-    utils["vmutils"].attach_drive.assert_not_called()
+    utils["vmutils"].attach_drive.assert_called_once()
+
+
+def test_attach_disk_refused_for_another_reason_fails(host, utils):
+    utils["vmutils"].attach_drive.side_effect = os_exc.WMIJobFailed(
+        job_state=10, error_code=32773, error_summ_desc="slot in use", error_desc="")
+    utils["vmutils"].get_vm_storage_paths.return_value = (["/inst/vm/other.vhd"], [])
+
+    with pytest.raises(exceptions.PermanentHyperVError):
+        host.attach_disk("vm", records.DiskAttachment("/inst/vm/root.vhd", "IDE", 0, 0))
+
+
+def test_attach_disk_reads_the_vms_storage_only_when_the_attach_is_refused(host, utils):
+    host.attach_disk("vm", records.DiskAttachment("/inst/vm/root.vhd", "IDE", 0, 0))
+
+    utils["vmutils"].get_vm_storage_paths.assert_not_called()
 
 
 def test_detach_disk_leaves_a_disk_that_another_vm_holds(host, utils):
