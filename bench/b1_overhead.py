@@ -107,7 +107,6 @@ class StraightLine:
         vm.soft_shutdown_vm(instance)
         assert vm.get_vm_state(instance) == constants.HYPERV_VM_STATE_DISABLED
         disk = f"{folder}/root-rescue.{vm_format.lower()}"
-        assert not self.path.exists(disk)
         self.vhd.create_differencing_vhd(disk, image + ".vhd")
         assert not vm.vm_exists(rescue)
         vm.create_vm(rescue, False, 1, folder,
@@ -122,7 +121,6 @@ class StraightLine:
                                    constants.BOOT_DEVICE_FLOPPY])
         vm.get_vm_storage_paths(instance)
         vm.detach_vm_disk(instance, record["root"], is_physical=False)
-        vm.get_vm_storage_paths(rescue)
         scsi = vm.get_vm_scsi_controller(rescue)
         vm.attach_drive(rescue, record["root"], scsi, vm.get_free_controller_slot(scsi),
                         drive_type=constants.DISK)

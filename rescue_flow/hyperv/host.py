@@ -101,14 +101,19 @@ class HyperVHost(HostReader):
     # Files -------------------------------------------------------------
 
     def create_differencing_disk(self, path: str, parent: str) -> None:
-        if self.file_exists(path):
+        """Create ``path`` on ``parent``; one there already on that parent (a
+        resumed step) is fine. virtdisk refuses to create over a file, so the
+        file is looked at only when the create is refused."""
+        try:
+            self._call(self._vhd, "create_differencing_vhd", path, parent)
+        except rf_exc.HyperVError:
+            if not self.file_exists(path):
+                raise
             existing_parent = self.disk_parent(path)
             if (existing_parent or "").lower() != parent.lower():
                 raise rf_exc.PermanentHyperVError(
                     "create_differencing_vhd",
-                    f"{path} exists with parent {existing_parent}, not {parent}")
-            return
-        self._call(self._vhd, "create_differencing_vhd", path, parent)
+                    f"{path} exists with parent {existing_parent}, not {parent}") from None
 
     def delete_file(self, path: str) -> None:
         """Remove ``path``; a file already gone is fine. No ``exists`` first:
@@ -179,15 +184,18 @@ class HyperVHost(HostReader):
                 raise
 
     def attach_secondary_disk(self, vm_name: str, path: str) -> records.DiskAttachment:
-        """Attach ``path`` to the first free slot of the VM's SCSI controller."""
-        if self.disk_attached_to(vm_name, path):
-            return self.disk_attachment(path, records.DRIVE_DISK)
+        """Attach ``path`` to the first free slot of the VM's SCSI controller
+        (attached already, as a resumed step finds it, is fine: see attach_disk)."""
         controller = self._controller_path(vm_name, records.CTRL_SCSI, 0)
         slot = int(self._call(self._vm, "get_free_controller_slot", controller))
-        disk = records.DiskAttachment(path, records.CTRL_SCSI, 0, slot)
-        self._call(self._vm, "attach_drive", vm_name, path, controller, slot,
-                   drive_type=constants.DISK)
-        return disk
+        try:
+            self._call(self._vm, "attach_drive", vm_name, path, controller, slot,
+                       drive_type=constants.DISK)
+        except rf_exc.HyperVError:
+            if not self.disk_attached_to(vm_name, path):
+                raise
+            return self.disk_attachment(path, records.DRIVE_DISK)
+        return records.DiskAttachment(path, records.CTRL_SCSI, 0, slot)
 
     def detach_disk(self, vm_name: str, path: str) -> None:
         """Detach ``path`` from ``vm_name`` only; a disk held elsewhere stays."""

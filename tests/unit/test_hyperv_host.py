@@ -297,16 +297,29 @@ def test_create_vm_completes_a_half_created_vm(host, utils):
     vm.create_scsi_controller.assert_called_once_with("vm-rescue")
 
 
+def _file_exists_error() -> Exception:
+    return os_exc.VHDWin32APIException("CreateVirtualDisk failed. Error code: 80",
+                                       error_code=80)
+
+
 def test_create_differencing_disk_accepts_its_own_earlier_result(host, utils):
+    utils["vhdutils"].create_differencing_vhd.side_effect = _file_exists_error()
     utils["pathutils"].exists.return_value = True
     utils["vhdutils"].get_vhd_info.return_value = {"ParentPath": "/inst/_base/img.vhdx"}
 
     host.create_differencing_disk("/inst/vm/root-rescue.vhdx", "/inst/_base/img.vhdx")
 
-    utils["vhdutils"].create_differencing_vhd.assert_not_called()
+    utils["vhdutils"].create_differencing_vhd.assert_called_once()
+
+
+def test_create_differencing_disk_looks_at_the_file_only_when_refused(host, utils):
+    host.create_differencing_disk("/inst/vm/root-rescue.vhdx", "/inst/_base/img.vhdx")
+
+    utils["pathutils"].exists.assert_not_called()
 
 
 def test_create_differencing_disk_refuses_a_file_with_another_parent(host, utils):
+    utils["vhdutils"].create_differencing_vhd.side_effect = _file_exists_error()
     utils["pathutils"].exists.return_value = True
     utils["vhdutils"].get_vhd_info.return_value = {"ParentPath": "/inst/_base/other.vhdx"}
 
