@@ -199,44 +199,37 @@ class HostState:
 
     # -- files held open by running VMs ------------------------------------------
 
-    def holder_of(self, path: str) -> str | None:
-        """The VM (not off) that holds ``path`` open: as a drive or as a parent
-        of one of its drives (a differencing chain opens every parent)."""
-        wanted = self.key(path)
+    def _chains(self, running_only: bool) -> Iterator[tuple[str, list[str]]]:
+        """(VM name, keys of a drive's file and its parents, drive first) for
+        every image-file drive, of the VMs that are not off if asked."""
         files = self.data["files"]
         for name, vm in self.data["vms"].items():
-            if vm["state"] == constants.HYPERV_VM_STATE_DISABLED:
+            if running_only and vm["state"] == constants.HYPERV_VM_STATE_DISABLED:
                 continue
             for ctrl in vm["controllers"]:
                 for drive in ctrl["slots"].values():
                     if drive["type"] == "passthrough":
                         continue
-                    link: str | None = drive["path"]
-                    seen = 0
-                    while link is not None and seen < 64:
-                        if self.key(link) == wanted:
-                            return name
-                        record = files.get(self.key(link))
+                    chain: list[str] = []
+                    link = drive["path"]
+                    while link is not None and len(chain) < 64:  # a loop stops too
+                        chain.append(self.key(link))
+                        record = files.get(chain[-1])
                         link = record["parent"] if record else None
-                        seen += 1
-        return None
+                    yield name, chain
+
+    def holder_of(self, path: str) -> str | None:
+        """The VM (not off) that holds ``path`` open: as a drive or as a parent
+        of one of its drives (a differencing chain opens every parent)."""
+        wanted = self.key(path)
+        return next((name for name, chain in self._chains(running_only=True)
+                     if wanted in chain), None)
 
     def parent_of_attached(self, path: str) -> str | None:
         """A VM with a drive whose differencing chain has ``path`` as a parent."""
         wanted = self.key(path)
-        files = self.data["files"]
-        for name, vm in self.data["vms"].items():
-            for ctrl in vm["controllers"]:
-                for drive in ctrl["slots"].values():
-                    record = files.get(self.key(drive["path"])) \
-                        if drive["type"] != "passthrough" else None
-                    seen = 0
-                    while record is not None and record["parent"] and seen < 64:
-                        if self.key(record["parent"]) == wanted:
-                            return name
-                        record = files.get(self.key(record["parent"]))
-                        seen += 1
-        return None
+        return next((name for name, chain in self._chains(running_only=False)
+                     if wanted in chain[1:]), None)
 
     def vm_names(self) -> list[str]:
         return sorted(self.data["vms"])
