@@ -71,14 +71,12 @@ class StraightLine:
                 self.path.exists(f"{folder}/root-rescue.vhd")]
 
     def _read_config(self, name: str) -> dict[str, Any]:
-        self.vm.list_instance_notes()
         self.vm.get_vm_generation(name)
         memory = self.vm.get_vm_memory_info(name)["Limit"]
         summary = self.vm.get_vm_summary_info(name)
         self.vm.get_vm_dvd_disk_paths(name)
         root = self.vm.get_vm_storage_paths(name)[0][0]
         info = self.vm.get_disk_attachment_info(root, is_physical=False)
-        self.vm.get_vm_storage_paths(name)
         nic = self.vm.get_vm_nic_names(name)[0]
         mac = self.net.get_vnic_mac_address(nic)
         self.net.get_port_by_id(nic, SWITCH)
@@ -90,36 +88,31 @@ class StraightLine:
     def rescue(self, request_id: str) -> None:
         vm = self.vm
         # What the runner reads first: the instance, no rescue VM, no leftovers.
-        instance = self._instance_vm()
-        assert self._rescue_vm() is None
+        instance = self._instance_vm()  # one listing for both look-ups
         folder = vm.get_vm_storage_paths(instance)[0][0].rsplit("/", 1)[0]
         assert not any(self._rescue_disks(folder))
-        # Validation: the instance, its configuration, the name, the image.
+        # Validation: the instance, its configuration, the name, the image;
+        # the configuration it read is the record.
         self._instance_vm()
-        self._read_config(instance)
+        record = self._read_config(instance)
         rescue = f"{instance}-rescue"
-        self._rescue_vm()
         assert not vm.vm_exists(rescue)
         image = f"{self.base}/_base/{harness.IMAGE}"
         assert not self.path.exists(image + ".vhdx")
         assert self.path.exists(image + ".vhd")
         vm_format = self.vhd.get_vhd_format(image + ".vhd")
         assert not any(self._rescue_disks(folder))
-        record = self._read_config(instance)
         # Stop the instance, make the rescue disk and VM, move the disks.
         assert vm.get_vm_state(instance) == constants.HYPERV_VM_STATE_ENABLED
         vm.soft_shutdown_vm(instance)
         assert vm.get_vm_state(instance) == constants.HYPERV_VM_STATE_DISABLED
         disk = f"{folder}/root-rescue.{vm_format.lower()}"
-        assert not self.path.exists(disk)
         self.vhd.create_differencing_vhd(disk, image + ".vhd")
         assert not vm.vm_exists(rescue)
         vm.create_vm(rescue, False, 1, folder,
                      notes=[MARKER, self.uuid, json.dumps(record), request_id])
         vm.update_vm(rescue, record["memory"], 0, record["vcpus"], 0, False, 1.0)
-        assert vm.get_vm_scsi_controller(rescue) is None
         vm.create_scsi_controller(rescue)
-        vm.get_vm_storage_paths(rescue)
         vm.attach_drive(rescue, disk, vm.get_vm_ide_controller(rescue, 0), 0,
                         drive_type=constants.DISK)
         vm.set_boot_order(rescue, [constants.BOOT_DEVICE_HARDDISK,
@@ -128,7 +121,6 @@ class StraightLine:
                                    constants.BOOT_DEVICE_FLOPPY])
         vm.get_vm_storage_paths(instance)
         vm.detach_vm_disk(instance, record["root"], is_physical=False)
-        vm.get_vm_storage_paths(rescue)
         scsi = vm.get_vm_scsi_controller(rescue)
         vm.attach_drive(rescue, record["root"], scsi, vm.get_free_controller_slot(scsi),
                         drive_type=constants.DISK)
@@ -140,19 +132,17 @@ class StraightLine:
 
     def unrescue(self) -> None:
         vm = self.vm
-        self._instance_vm()
-        found = self._rescue_vm()
+        found = self._rescue_vm()  # one listing: the instance and its rescue VM
         assert found is not None
         rescue, record = found
         self._rescue_disks(record["dir"])
         assert record["root"] in vm.get_vm_storage_paths(rescue)[0]
         # Validation: the instance, the rescue VM and its record, the disks.
         instance = self._instance_vm()
-        self._rescue_vm()
-        vm.get_vm_storage_paths(rescue)
-        disk = next(path for path, there in zip(
-            (f"{record['dir']}/root-rescue.vhdx", f"{record['dir']}/root-rescue.vhd"),
-            self._rescue_disks(record["dir"]), strict=True) if there)
+        attached = vm.get_vm_storage_paths(rescue)[0]
+        disk = next(path for path in (f"{record['dir']}/root-rescue.vhdx",
+                                      f"{record['dir']}/root-rescue.vhd")
+                    if path in attached)
         vm.get_disk_attachment_info(record["root"], is_physical=False)
         vm.get_vm_state(rescue)
         # Stop the rescue VM, give the root disk back, start the instance.
@@ -161,7 +151,6 @@ class StraightLine:
         assert vm.get_vm_state(rescue) == constants.HYPERV_VM_STATE_DISABLED
         vm.get_vm_storage_paths(rescue)
         vm.detach_vm_disk(rescue, record["root"], is_physical=False)
-        vm.get_vm_storage_paths(instance)
         vm.attach_drive(instance, record["root"], vm.get_vm_ide_controller(instance, 0),
                         record["slot"], drive_type=constants.DISK)
         vm.set_vm_state(instance, constants.HYPERV_VM_STATE_ENABLED)
@@ -170,7 +159,6 @@ class StraightLine:
         assert vm.vm_exists(rescue)
         vm.destroy_vm(rescue)
         assert not vm.vm_exists(rescue)
-        assert self.path.exists(disk)
         self.path.remove(disk)
 
     def cycle(self) -> None:

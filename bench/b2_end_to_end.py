@@ -1,17 +1,18 @@
 """B2: from Nova's notification to the rescue VM running, on a real broker.
 
 A :class:`rescue_flow.worker.Worker` (Nova intake on, default settings)
-runs on RabbitMQ against a simulated host with realistic latencies: soft
-shutdown 2 s, create VM 0.5 s, differencing disk 0.2 s, each attach 0.3 s,
-start (set_vm_state) 1 s. For each sample, one ``instance.rescue.start``
+runs on RabbitMQ against a simulated host that costs what WMI costs: the
+documented cost profile (``sim profile wmi``, docs/simulated-host.md), in
+which every call is priced, reads too, and host-wide queries grow with the
+number of VMs. For each sample, one ``instance.rescue.start``
 notification is published as nova-compute does (Nova's exchange, envelope
 2.0, a real Nova sample rewritten for the instance; ``rescue_flow.demo``'s
 helpers), and the clock runs from just before the publish until a poller
 sees the rescue VM ``running`` in the simulated host's state (every 5 ms;
 the result notification's arrival is reported too). Nothing is subtracted.
 
-The baseline is the sum of the injected latencies of the calls the request
-actually made (from the host's call log), so it is exactly the time a
+The baseline is the sum of what the calls the request actually made cost
+(each call's ``cost`` in the host's call log), so it is exactly the time a
 request would take if everything but Hyper-V cost nothing. Samples run one
 at a time, one fresh instance each. Goal: measured / baseline <= 1.05 at
 p50 and <= 1.10 at p99.
@@ -35,8 +36,7 @@ GOAL_P50, GOAL_P99 = 1.05, 1.10
 GOAL = f"measured / sum of injected latencies on the path: p50 <= {GOAL_P50}, p99 <= {GOAL_P99}"
 GOAL_TEXT = GOAL
 HOST = "hv-b2"
-LATENCIES = {"soft_shutdown_vm": 2.0, "create_vm": 0.5, "create_differencing_vhd": 0.2,
-             "attach_drive": 0.3, "set_vm_state": 1.0}
+PROFILE = "wmi"
 SAMPLE = "instance-rescue-start.json"
 
 
@@ -71,8 +71,7 @@ def one_sample(worker_conf: Any, sim: Any, notifier: Any, index: int,
         result_at = time.perf_counter()
         poller.join()
     assert result.outcome.ok, result
-    latencies = {method: seconds * scale for method, seconds in LATENCIES.items()}
-    path = harness.latency_of_calls(sim.calls(), latencies)
+    path = harness.cost_of_calls(sim.calls())
     measured = running["at"] - began
     return {"seconds": measured, "path_seconds": path, "ratio": measured / path,
             "result_seconds": result_at - began, "calls": len(sim.calls())}
@@ -84,8 +83,7 @@ def run(ctx: harness.Context) -> dict[str, Any]:
     names = f"rf-bench-b2-{uuid.uuid4().hex[:8]}"
     conf = harness.make_conf(ctx.folder("b2"), host=HOST, url=ctx.rabbit_url, names=names)
     sim, uuids = harness.seed_host(conf, samples + 1)
-    for method, seconds in LATENCIES.items():
-        sim.set_latency(method, seconds * scale)
+    sim.set_cost_profile(PROFILE, scale)
     rows = []
     try:
         with harness.quiet():
@@ -110,7 +108,7 @@ def run(ctx: harness.Context) -> dict[str, Any]:
     return {
         "samples": samples,
         "latency_scale": scale,
-        "latencies_s": {m: s * scale for m, s in LATENCIES.items()},
+        "cost_profile": f"{PROFILE} x {scale:g} ({samples + 1} instances seeded)",
         "path_latency_s": round(rows[0]["path_seconds"], 3),
         "calls_per_rescue": rows[0]["calls"],
         "publish_to_running_ms": harness.summary([row["seconds"] for row in rows]),

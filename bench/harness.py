@@ -156,6 +156,12 @@ def latency_of_calls(calls: list[dict[str, Any]], latencies: dict[str, float]) -
     return sum(latencies.get(call["method"], 0.0) for call in calls)
 
 
+def cost_of_calls(calls: list[dict[str, Any]]) -> float:
+    """What a list of host calls slept, as the call log records it ("cost"):
+    under a cost profile, a call's price depends on the VMs at that moment."""
+    return float(sum(call.get("cost", 0.0) for call in calls))
+
+
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """Keep rescue-flow's and the libraries' INFO lines out of the figures."""

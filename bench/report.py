@@ -86,7 +86,8 @@ def _b1h(r: dict[str, Any]) -> list[str]:
 
 def _b2(r: dict[str, Any]) -> list[str]:
     return [f"B2 ({r['samples']} samples, {r['calls_per_rescue']} os-win calls per rescue, "
-            f"injected latency on the path {r['path_latency_s']} s): publish → rescue VM "
+            f"cost profile {r.get('cost_profile', '-')}, cost of the calls on the "
+            f"path {r['path_latency_s']} s): publish → rescue VM "
             f"running {_dist(r['publish_to_running_ms'])} ms (median / p95 / p99 / max); "
             f"publish → result notification {_dist(r['publish_to_result_ms'])} ms; overhead "
             f"over the path {_dist(r['overhead_ms'])} ms; ratio p50 {r['ratio_p50']}, "

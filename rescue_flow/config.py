@@ -83,10 +83,10 @@ HYPERV_OPTS = [
 SIMULATED_OPTS = [
     cfg.StrOpt(
         "state_file",
-        default="$state_path/simulated-host.json",
-        help="JSON file holding the simulated Hyper-V host ([hyperv] driver = "
-        "simulated), with its journal of changes beside it (<state_file>.journal)."
-        " Several processes may share it.",
+        default="$state_path/simulated-host.sqlite",
+        help="SQLite database holding the simulated Hyper-V host ([hyperv] driver "
+        "= simulated): its VMs, disks, files, faults and call log. Several "
+        "processes may share it.",
     ),
 ]
 

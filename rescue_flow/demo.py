@@ -103,7 +103,9 @@ def nova_notifier(conf: Any, publisher_id: str, topic: str) -> oslo_messaging.No
 def demo_conf(folder: str) -> Any:
     conf = config.make_conf(overrides={
         "DEFAULT": {"host": HOST, "state_path": os.path.join(folder, "state")},
-        "hyperv": {"driver": "simulated", "instances_path": os.path.join(folder, "vms"),
+        # [hyperv] instances_path keeps its default (C:\OpenStack\Instances):
+        # the simulated host is a Windows host, as in production.
+        "hyperv": {"driver": "simulated",
                    "soft_shutdown_timeout": 1, "power_state_poll_interval": 0.01},
         "retry": {"initial_backoff": 0.0, "max_backoff": 0.0},
         "worker": {"notify_steps": True},

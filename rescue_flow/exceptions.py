@@ -49,6 +49,16 @@ class UnsupportedImageFormat(ValidationError):
     """The rescue image's format cannot boot this VM (a VHD for a Gen2 VM)."""
 
 
+class InstanceHasCheckpoints(ValidationError):
+    """The instance runs on a checkpoint's .avhd(x) chain, whose parents no
+    other VM may open: its checkpoints must be deleted (merged) first."""
+
+
+class SecureBootUnavailable(ValidationError):
+    """The rescue image requires Secure Boot, which this rescue cannot give
+    (a Gen1 instance, or no ``os_type`` to choose the certificate template)."""
+
+
 class InstanceQuarantined(ValidationError):
     """An earlier revert failed; the instance waits for ``rescue-flow reset``."""
 

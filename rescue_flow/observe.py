@@ -36,11 +36,12 @@ class Observation:
 
 def observe(host: HyperVHost, instance_uuid: str) -> Observation:
     """Read the host and classify the instance (no flow in flight is assumed)."""
-    instance_vm = host.find_instance_vm(instance_uuid)
+    notes = host.notes_by_vm()  # one host-wide query for both look-ups
+    instance_vm = host.find_instance_vm(instance_uuid, notes)
     if instance_vm is None:
         raise exceptions.InstanceNotFound(
             f"no VM on this host carries instance {instance_uuid} in its notes")
-    rescue_vm = host.find_rescue_vm(instance_uuid)
+    rescue_vm = host.find_rescue_vm(instance_uuid, notes)
     instance_dir = _instance_dir(host, instance_vm, rescue_vm)
     files = [path for path in
              layout.rescue_disk_candidates(host.instances_path, instance_dir)

@@ -92,6 +92,32 @@ class VMConfig:
         return cls.from_dict(json.loads(text))
 
 
+def is_checkpoint_disk_path(path: str) -> bool:
+    """A checkpoint's differencing disk (Hyper-V names it ``<stem>_<GUID>.avhdx``)."""
+    return path.lower().endswith((".avhd", ".avhdx"))
+
+
+@dataclasses.dataclass(frozen=True)
+class SecureBoot:
+    """The rescue image's Secure Boot wish (Glance os_secure_boot, os_type)."""
+
+    required: bool
+    os_type: str | None = None
+
+    @property
+    def msft_ca_required(self) -> bool:
+        """compute-hyperv's rule: every guest but Windows needs the Microsoft
+        UEFI Certificate Authority template."""
+        return self.os_type != "windows"
+
+    @classmethod
+    def from_request(cls, os_secure_boot: str | None, os_type: str | None
+                     ) -> SecureBoot | None:
+        if os_secure_boot is None:
+            return None
+        return cls(os_secure_boot == "required", os_type)
+
+
 def is_root_disk_path(path: str) -> bool:
     """True for Nova's local root disk file names on Hyper-V."""
     name = path.replace("\\", "/").rsplit("/", 1)[-1].lower()

@@ -16,6 +16,7 @@ from rescue_flow import exceptions
 RESCUE = "rescue"
 UNRESCUE = "unrescue"
 ACTIONS = (RESCUE, UNRESCUE)
+SECURE_BOOT_VALUES = (None, "required", "disabled", "optional")  # Glance's os_secure_boot
 
 
 def nova_action_request_id(nova_request_id: str, action: str, instance_uuid: str) -> str:
@@ -70,7 +71,10 @@ class Request:
     # Seconds of clean shutdown before the hard power-off (Nova's
     # shutdown_timeout for this instance); None: [hyperv] soft_shutdown_timeout.
     shutdown_timeout: int | None = None
-    # Glance's os_secure_boot and os_type of the rescue image, when known.
+    # Rescue only: the rescue image's Glance properties os_secure_boot
+    # ("required", "disabled", "optional") and os_type ("windows", "linux"...),
+    # when the caller knows them (Nova's driver does). The rescue VM gets
+    # Secure Boot when os_secure_boot is "required", as compute-hyperv does.
     image_os_secure_boot: str | None = None
     image_os_type: str | None = None
 
@@ -88,9 +92,13 @@ class Request:
         if self.image_generation not in (None, 1, 2):
             raise exceptions.InvalidRequest(
                 f"image generation must be 1 or 2, got {self.image_generation!r}")
+        if self.image_os_secure_boot not in SECURE_BOOT_VALUES:
+            raise exceptions.InvalidRequest(
+                f"image os_secure_boot must be one of required, disabled, optional; "
+                f"got {self.image_os_secure_boot!r}")
         if not isinstance(self.request_id, str) or not self.request_id:
             raise exceptions.InvalidRequest("request id must be a non-empty string")
-        for name in ("nova_request_id", "image_os_secure_boot", "image_os_type"):
+        for name in ("nova_request_id", "image_os_type"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise exceptions.InvalidRequest(f"{name} must be a non-empty string")

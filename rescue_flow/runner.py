@@ -275,6 +275,8 @@ class FlowRunner:
         if kind == requests.RESCUE:
             return {"instance_uuid": request.instance_uuid, "image_id": request.image_id,
                     "image_generation": request.image_generation,
+                    "image_os_secure_boot": request.image_os_secure_boot,
+                    "image_os_type": request.image_os_type,
                     "request_id": request.request_id,
                     "shutdown_timeout": request.shutdown_timeout}
         if kind == requests.UNRESCUE:

@@ -11,32 +11,36 @@ import dataclasses
 
 from rescue_flow import exceptions, layout, records
 from rescue_flow.hyperv.host import HyperVHost
+from rescue_flow.hyperv.reader import Notes
 from rescue_flow.requests import canonical_uuid
 
 
 @dataclasses.dataclass(frozen=True)
 class RescuePlan:
-    """What a validated rescue will use."""
+    """What a validated rescue will use, and the configuration it checked."""
 
     instance_vm: str
     image_path: str
     image_format: str
+    config: records.VMConfig
 
 
 def validate_rescue(host: HyperVHost, instance_uuid: str, image_id: str | None,
-                    image_generation: int | None) -> RescuePlan:
-    instance_vm = host.find_instance_vm(instance_uuid)
+                    image_generation: int | None,
+                    secure_boot: records.SecureBoot | None = None) -> RescuePlan:
+    notes = host.notes_by_vm()  # the one host-wide query of the rescue
+    instance_vm = host.find_instance_vm(instance_uuid, notes)
     if instance_vm is None:
         raise exceptions.InstanceNotFound(
             f"no VM on this host carries instance {instance_uuid} in its notes")
-    config = host.read_vm_config(instance_vm)
+    config = host.read_vm_config(instance_vm, notes)
     _check_root_disk(config)
     layout.ensure_inside(host.instances_path, config.instance_dir, "instance folder")
     if config.power_state not in (records.POWER_RUNNING, records.POWER_OFF):
         raise exceptions.RequestRefused(
             f"instance {instance_uuid} is {config.power_state}; Nova rescues only "
             "running or stopped instances")
-    _check_rescue_vm_name_free(host, instance_uuid, instance_vm)
+    _check_rescue_vm_name_free(host, instance_uuid, instance_vm, notes)
     if image_id is None:
         image_id = _own_image(host, config)
     image_path = _cached_image(host, image_id)
@@ -48,15 +52,36 @@ def validate_rescue(host: HyperVHost, instance_uuid: str, image_id: str | None,
         raise exceptions.GenerationMismatch(
             f"rescue image {image_id} is for Gen{image_generation} VMs; instance "
             f"{instance_uuid} is Gen{config.generation}")
+    check_secure_boot(config.generation, secure_boot)
     for path in layout.rescue_disk_candidates(host.instances_path, config.instance_dir):
         if host.file_exists(path):
             raise exceptions.RequestRefused(
                 f"a rescue disk {path} is left from an earlier rescue; run "
                 f"'rescue-flow run unrescue {instance_uuid}' to remove it")
-    return RescuePlan(instance_vm, image_path, image_format)
+    return RescuePlan(instance_vm, image_path, image_format, config)
+
+
+def check_secure_boot(generation: int, secure_boot: records.SecureBoot | None) -> None:
+    """Refuse what compute-hyperv refuses: Secure Boot on Gen1, or without os_type."""
+    if secure_boot is None or not secure_boot.required:
+        return
+    if generation != records.GEN2:
+        raise exceptions.SecureBootUnavailable(
+            "the rescue image requires Secure Boot (os_secure_boot=required), which "
+            "needs a generation 2 VM; this instance is Gen1")
+    if not secure_boot.os_type:
+        raise exceptions.SecureBootUnavailable(
+            "the rescue image requires Secure Boot but has no os_type property, "
+            "which decides the certificate template (windows or linux)")
 
 
 def _check_root_disk(config: records.VMConfig) -> None:
+    chains = [d.path for d in config.disks if records.is_checkpoint_disk_path(d.path)]
+    if chains:
+        raise exceptions.InstanceHasCheckpoints(
+            f"instance {config.instance_uuid} has checkpoints: it runs on {chains[0]}, "
+            "a differencing chain whose parent (the root disk) no other VM may open; "
+            "delete its checkpoints, then rescue it")
     volumes = [d for d in config.disks if d.drive_type == records.DRIVE_VOLUME]
     try:
         config.root_disk  # noqa: B018 - raises LookupError when absent
@@ -71,9 +96,9 @@ def _check_root_disk(config: records.VMConfig) -> None:
 
 
 def _check_rescue_vm_name_free(host: HyperVHost, instance_uuid: str,
-                               instance_vm: str) -> None:
+                               instance_vm: str, notes: Notes) -> None:
     name = layout.rescue_vm_name(instance_vm)
-    ours = host.find_rescue_vm(instance_uuid)
+    ours = host.find_rescue_vm(instance_uuid, notes)
     if host.vm_exists(name) and (ours is None or ours.name != name):
         raise exceptions.RequestRefused(
             f"a VM named {name} exists and is not this instance's rescue VM")

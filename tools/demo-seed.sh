@@ -19,17 +19,18 @@ fi
 
 dir="$(mktemp -d "${TMPDIR:-/tmp}/rescue-flow-demo.XXXXXX")"
 conf="$dir/rescue-flow.conf"
-mkdir -p "$dir/state" "$dir/instances"
+mkdir -p "$dir/state"
+# [hyperv] instances_path keeps its default, C:\OpenStack\Instances: the
+# simulated host speaks Windows paths, as a real Hyper-V host does.
 cat >"$conf" <<CONF
 [DEFAULT]
 state_path = $dir/state
 
 [hyperv]
 driver = simulated
-instances_path = $dir/instances
 
 [simulated]
-state_file = \$state_path/simulated-host.json
+state_file = \$state_path/simulated-host.sqlite
 CONF
 
 sim() {

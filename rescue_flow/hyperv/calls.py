@@ -78,9 +78,25 @@ class RetryPolicy:
         )
 
 
+    def until_done(self) -> tenacity.Retrying:
+        """Retry any error, ``attempts`` times: for steps that cannot be reverted."""
+        return tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.attempts),
+            wait=tenacity.wait_exponential(multiplier=self.initial_backoff,
+                                           max=self.max_backoff),
+            retry=tenacity.retry_if_exception_type(Exception),
+            sleep=self.sleep, before_sleep=_log_cleanup_retry, reraise=True)
+
+
 def _log_retry(state: tenacity.RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     LOG.warning("Retrying after a transient Hyper-V error (attempt %d): %s",
+                state.attempt_number, exc)
+
+
+def _log_cleanup_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    LOG.warning("Retrying a clean-up step that cannot be reverted (attempt %d): %s",
                 state.attempt_number, exc)
 
 
@@ -89,6 +105,10 @@ class OsWinCaller:
 
     def __init__(self, policy: RetryPolicy) -> None:
         self._policy = policy
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return self._policy
 
     def __call__(self, utils: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         function = getattr(utils, method)

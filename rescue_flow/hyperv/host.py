@@ -9,6 +9,7 @@ whichever VM holds it, so every detach here checks the owner first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -41,6 +42,13 @@ class HyperVHost(HostReader):
         self._poll_interval = poll_interval
         self._sleep = sleep
         self._clock = clock
+
+    def until_done(self, action: Callable[[], None]) -> None:
+        """Run ``action`` until it succeeds, ``[retry] attempts`` times at most,
+        whatever it raises (then the last error): for irreversible steps."""
+        for attempt in self._call.policy.until_done():
+            with attempt:
+                action()
 
     # Power -------------------------------------------------------------
 
@@ -94,30 +102,49 @@ class HyperVHost(HostReader):
     # Files -------------------------------------------------------------
 
     def create_differencing_disk(self, path: str, parent: str) -> None:
-        if self.file_exists(path):
+        """Create ``path`` on ``parent``; one there already on that parent (a
+        resumed step) is fine. virtdisk refuses to create over a file, so the
+        file is looked at only when the create is refused."""
+        try:
+            self._call(self._vhd, "create_differencing_vhd", path, parent)
+        except rf_exc.HyperVError:
+            if not self.file_exists(path):
+                raise
             existing_parent = self.disk_parent(path)
             if (existing_parent or "").lower() != parent.lower():
                 raise rf_exc.PermanentHyperVError(
                     "create_differencing_vhd",
-                    f"{path} exists with parent {existing_parent}, not {parent}")
-            return
-        self._call(self._vhd, "create_differencing_vhd", path, parent)
+                    f"{path} exists with parent {existing_parent}, not {parent}") from None
 
     def delete_file(self, path: str) -> None:
-        if self.file_exists(path):
+        """Remove ``path``; a file already gone is fine. No ``exists`` first:
+        os-win's ``exists`` (os.path.exists) answers False when Windows fails
+        to look, which would leave the file behind."""
+        with contextlib.suppress(rf_exc.HyperVObjectNotFound):
             self._call(self._path, "remove", path)
 
     # VMs ---------------------------------------------------------------
 
     def create_vm(self, vm_name: str, generation: int, memory_mb: int, vcpus: int,
                   config_dir: str, notes: list[str]) -> None:
-        """Create a VM with one SCSI controller; completes a half-created one."""
-        if not self.vm_exists(vm_name):
+        """Create a VM with one SCSI controller; completes a half-created one.
+
+        The existence check stays: Hyper-V would create a second VM of the
+        same name. A VM made here has no SCSI controller yet (os-win's
+        create_vm adds none), so only a half-created one is asked for it.
+        """
+        created = not self.vm_exists(vm_name)
+        if created:
             self._call(self._vm, "create_vm", vm_name, False, generation, config_dir,
                        notes=notes)
         self._call(self._vm, "update_vm", vm_name, memory_mb, 0, vcpus, 0, False, 1.0)
-        if self._call(self._vm, "get_vm_scsi_controller", vm_name) is None:
+        if created or self._call(self._vm, "get_vm_scsi_controller", vm_name) is None:
             self._call(self._vm, "create_scsi_controller", vm_name)
+
+    def enable_secure_boot(self, vm_name: str, msft_ca_required: bool) -> None:
+        """Secure Boot on, with the Microsoft UEFI CA template for non-Windows
+        guests; setting it again is harmless, so no check first."""
+        self._call(self._vm, "enable_secure_boot", vm_name, msft_ca_required)
 
     def destroy_vm(self, vm_name: str) -> None:
         """Remove the VM (never its disk files); nothing to do when it is gone."""
@@ -141,24 +168,35 @@ class HyperVHost(HostReader):
         return str(path)
 
     def attach_disk(self, vm_name: str, disk: records.DiskAttachment) -> None:
-        """Attach ``disk`` at exactly its controller and slot."""
-        if self.disk_attached_to(vm_name, disk.path):
-            return
+        """Attach ``disk`` at exactly its controller and slot.
+
+        Attached already (a resumed or repeated step) shows as a refused
+        attach: only then is the VM's storage read, to tell that from a real
+        refusal. (On Windows os-win first retries the refused job for about
+        five seconds: a price paid on a resume only, not on every attach.)
+        """
         controller = self._controller_path(vm_name, disk.controller_type,
                                            disk.controller_addr)
-        self._call(self._vm, "attach_drive", vm_name, disk.path, controller, disk.slot,
-                   drive_type=DRIVE_TYPES[disk.drive_type])
+        try:
+            self._call(self._vm, "attach_drive", vm_name, disk.path, controller,
+                       disk.slot, drive_type=DRIVE_TYPES[disk.drive_type])
+        except rf_exc.HyperVError:
+            if not self.disk_attached_to(vm_name, disk.path):
+                raise
 
     def attach_secondary_disk(self, vm_name: str, path: str) -> records.DiskAttachment:
-        """Attach ``path`` to the first free slot of the VM's SCSI controller."""
-        if self.disk_attached_to(vm_name, path):
-            return self.disk_attachment(path, records.DRIVE_DISK)
+        """Attach ``path`` to the first free slot of the VM's SCSI controller
+        (attached already, as a resumed step finds it, is fine: see attach_disk)."""
         controller = self._controller_path(vm_name, records.CTRL_SCSI, 0)
         slot = int(self._call(self._vm, "get_free_controller_slot", controller))
-        disk = records.DiskAttachment(path, records.CTRL_SCSI, 0, slot)
-        self._call(self._vm, "attach_drive", vm_name, path, controller, slot,
-                   drive_type=constants.DISK)
-        return disk
+        try:
+            self._call(self._vm, "attach_drive", vm_name, path, controller, slot,
+                       drive_type=constants.DISK)
+        except rf_exc.HyperVError:
+            if not self.disk_attached_to(vm_name, path):
+                raise
+            return self.disk_attachment(path, records.DRIVE_DISK)
+        return records.DiskAttachment(path, records.CTRL_SCSI, 0, slot)
 
     def detach_disk(self, vm_name: str, path: str) -> None:
         """Detach ``path`` from ``vm_name`` only; a disk held elsewhere stays."""

@@ -19,6 +19,7 @@ from rescue_flow.hyperv.calls import OsWinCaller
 from rescue_flow.hyperv.oswin import constants
 
 LOG = logging.getLogger(__name__)
+Notes = list[tuple[str, list[str]]]  # (VM name, its notes), as os-win lists them
 
 # The first note of a rescue VM. It is not a UUID, so os-win's
 # get_instance_uuid() (and Nova) never take the rescue VM for an instance.
@@ -73,31 +74,36 @@ class HostReader:
         self.paths = path_module(instances_path)
         self._vswitch_names = list(vswitch_names)
 
-    def _notes_by_vm(self) -> list[tuple[str, list[str]]]:
+    def notes_by_vm(self) -> Notes:
+        """Every VM's notes: a host-wide WMI query, so read once and passed on."""
         return [(name, list(notes))
                 for name, notes in self._call(self._vm, "list_instance_notes")]
 
-    def find_instance_vm(self, instance_uuid: str) -> str | None:
+    def find_instance_vm(self, instance_uuid: str, notes: Notes | None = None
+                         ) -> str | None:
         """The name of the VM whose notes name this instance, as Nova wrote them."""
-        names = [name for name, notes in self._notes_by_vm()
+        listing = self.notes_by_vm() if notes is None else notes
+        names = [name for name, notes in listing
                  if notes and notes[0].lower() == instance_uuid]
         if len(names) > 1:
             LOG.warning("Several VMs carry instance %s: %s; using %s",
                         instance_uuid, names, names[0])
         return names[0] if names else None
 
-    def find_rescue_vm(self, instance_uuid: str) -> RescueVM | None:
+    def find_rescue_vm(self, instance_uuid: str, notes: Notes | None = None
+                       ) -> RescueVM | None:
         """The rescue VM of this instance, if one exists, with its recorded config."""
-        for name, notes in self._notes_by_vm():
-            if len(notes) >= 2 and notes[0] == RESCUE_VM_MARKER and \
-                    notes[1] == instance_uuid:
+        listing = self.notes_by_vm() if notes is None else notes
+        for name, vm_notes in listing:
+            if len(vm_notes) >= 2 and vm_notes[0] == RESCUE_VM_MARKER and \
+                    vm_notes[1] == instance_uuid:
                 record = None
-                if len(notes) >= 3:
+                if len(vm_notes) >= 3:
                     try:
-                        record = records.VMConfig.from_json(notes[2])
+                        record = records.VMConfig.from_json(vm_notes[2])
                     except (ValueError, KeyError, TypeError):
                         LOG.warning("Rescue VM %s has an unreadable record", name)
-                request_id = notes[3] if len(notes) >= 4 else None
+                request_id = vm_notes[3] if len(vm_notes) >= 4 else None
                 return RescueVM(name, instance_uuid, record, request_id)
         return None
 
@@ -111,10 +117,6 @@ class HostReader:
     def vm_disk_paths(self, vm_name: str) -> list[str]:
         disk_files, _volumes = self._call(self._vm, "get_vm_storage_paths", vm_name)
         return list(disk_files)
-
-    def vm_volume_paths(self, vm_name: str) -> list[str]:
-        _disk_files, volumes = self._call(self._vm, "get_vm_storage_paths", vm_name)
-        return list(volumes)
 
     def disk_attached_to(self, vm_name: str, path: str) -> bool:
         wanted = path.lower()
@@ -142,26 +144,38 @@ class HostReader:
                 if self._call(self._net, "get_port_by_id", nic_name, switch):
                     return switch
             except rf_exc.HyperVObjectNotFound:  # os-win's HyperVvSwitchNotFound
+                if self._switch_exists(switch):
+                    raise  # the switch is there: the lookup failed, not the config
                 LOG.warning("[hyperv] vswitch_names lists %s, which this host lacks",
                             switch)
         LOG.warning("NIC %s is connected to none of [hyperv] vswitch_names %s",
                     nic_name, self._vswitch_names)
         return None
 
-    def read_vm_config(self, vm_name: str) -> records.VMConfig:
-        """Record what the flows will touch on ``vm_name`` or must restore."""
-        notes = dict(self._notes_by_vm()).get(vm_name, [])
+    def _switch_exists(self, switch: str) -> bool:
+        try:
+            self._call(self._net, "get_vswitch_id", switch)
+        except rf_exc.HyperVObjectNotFound:
+            return False
+        return True
+
+    def read_vm_config(self, vm_name: str, notes: Notes | None = None
+                       ) -> records.VMConfig:
+        """Record what the flows will touch on ``vm_name`` or must restore;
+        ``notes``: the host's notes listing, if the caller has read it."""
+        vm_notes = dict(self.notes_by_vm() if notes is None else notes).get(vm_name, [])
         generation = int(self._call(self._vm, "get_vm_generation", vm_name))
         memory = self._call(self._vm, "get_vm_memory_info", vm_name)
         summary = self._call(self._vm, "get_vm_summary_info", vm_name)
         dvd_paths = {p.lower() for p in self._call(self._vm, "get_vm_dvd_disk_paths",
                                                    vm_name)}
+        disk_files, volumes = self._call(self._vm, "get_vm_storage_paths", vm_name)
         disks = [self.disk_attachment(
                     path, records.DRIVE_DVD if path.lower() in dvd_paths
                     else records.DRIVE_DISK)
-                 for path in self.vm_disk_paths(vm_name)]
+                 for path in disk_files]
         disks += [self.disk_attachment(path, records.DRIVE_VOLUME, is_physical=True)
-                  for path in self.vm_volume_paths(vm_name)]
+                  for path in volumes]
         disks.sort(key=lambda d: (d.controller_type, d.controller_addr, d.slot))
         root = next((d for d in disks if records.is_root_disk_path(d.path)), None)
         instance_dir = (self.paths.dirname(root.path) if root
@@ -171,7 +185,7 @@ class HostReader:
             boot_order = (root.path,)
         return records.VMConfig(
             name=vm_name,
-            instance_uuid=notes[0] if notes else "",
+            instance_uuid=vm_notes[0] if vm_notes else "",
             generation=generation,
             memory_mb=int(memory["Limit"]),
             vcpus=int(summary["NumberOfProcessors"]),

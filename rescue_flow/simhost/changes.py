@@ -1,4 +1,7 @@
-"""What changed between two states, as a journal record, and replaying it.
+"""What changed between two states, as a record, and replaying it.
+
+The store (rescue_flow.simhost.store) writes a record as rows: the entries
+it sets or deletes, the values it replaces whole.
 
 The state is a dict of sections (``vms``, ``files``, ``dirs``, ...: dicts
 keyed by name) and a few plain values (``next_mac``, ...). A record names
@@ -17,7 +20,7 @@ Order. Replaying keeps the order of a section's keys as Python does when
 the change is made live (kept keys stay where they were, new keys go
 last). Other orders cannot be told apart from that in a record, so if the
 live order differs, the record carries the whole section instead: a
-process that replays the journal iterates the VMs, files and folders
+process that loads the rows iterates the VMs, files and folders
 exactly as the writer does. Inside an entry, ``==`` ignores the order of a
 dict's keys: an entry whose only change is such an order is not recorded.
 No os-win call of the simulated host makes one (inside a VM, only
@@ -110,7 +113,7 @@ def _section_diff(old: dict[str, Any], new: dict[str, Any]
 def replays_to(before: dict[str, Any], record: dict[str, Any] | None,
                after: dict[str, Any]) -> bool:
     """Whether replaying ``record`` on ``before`` gives ``after``, with each
-    section's keys in the same order (what a journal promises)."""
+    section's keys in the same order (what the store promises)."""
     replayed = clone(before)
     if record is not None:
         apply(replayed, clone(record))

@@ -70,7 +70,8 @@ def _add_vm(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
         args.name, args.uuid, args.image, generation=args.generation,
         stopped=args.stopped, boot_from_volume=args.boot_from_volume, nics=args.nics,
         memory_mb=args.memory_mb, vcpus=args.vcpus, config_drive=args.config_drive,
-        soft_shutdown=args.soft_shutdown)
+        soft_shutdown=args.soft_shutdown, checkpoints=args.checkpoints,
+        secure_boot=args.secure_boot)
     print(f"VM {args.name} added")
     return 0
 
@@ -111,6 +112,15 @@ def _fault(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
 
 def _latency(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     _host(conf).set_latency(args.method, args.seconds)
+    return 0
+
+
+def _profile(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    host = _host(conf)
+    host.set_cost_profile(None if args.profile == "off" else args.profile, args.scale)
+    shown = host.cost_profile()
+    print("no cost profile: calls cost only their 'sim latency'" if shown is None
+          else f"cost profile {shown['name']} x {shown['scale']:g}")
     return 0
 
 
@@ -170,6 +180,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config-drive", action="store_true")
     p.add_argument("--soft-shutdown", choices=("clean", "hang"), default="clean",
                    help="how the guest answers a soft shutdown request")
+    p.add_argument("--checkpoints", type=_count, default=0, metavar="N",
+                   help="checkpoints the VM has (it runs on an .avhd(x) chain)")
+    p.add_argument("--secure-boot", choices=("windows", "linux"), default=None,
+                   help="Gen2: Secure Boot on, with the Windows or the Microsoft "
+                   "UEFI CA (Linux) template")
 
     p = command("show", _show, "show VMs, disks, NICs, files and images")
     p.add_argument("--json", action="store_true", help="the canonical JSON view")
@@ -190,5 +205,13 @@ def register(subparsers: Any) -> None:
     p = command("latency", _latency, "make each call of an os-win method slower")
     p.add_argument("method", metavar="METHOD", type=_method)
     p.add_argument("seconds", metavar="SECONDS", type=float)
+
+    p = command("profile", _profile,
+                "make every call cost what a WMI cost profile says ('sim latency' "
+                "still overrides one method)")
+    p.add_argument("profile", metavar="PROFILE",
+                   help="'wmi' (the documented default figures), a JSON file, or 'off'")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every cost (default 1)")
 
     command("clear-faults", _clear_faults, "remove every fault and latency")

@@ -15,6 +15,7 @@ from rescue_flow.simhost.model import (
     HostState,
     Vm,
     refuse,
+    refuse_while_on,
     same_resource,
 )
 from rescue_flow.simhost.oswin import constants, exceptions
@@ -71,16 +72,39 @@ def attach(st: HostState, vm_name: str, path: Any, ctrl_path: Any, slot: Any,
             raise refuse(f"the file {path!r} does not exist")
         if record["format"] not in _FORMATS_FOR_KIND[kind]:
             raise refuse(f"a {record['format']} file cannot be attached as a {kind}")
+    if ctrl["type"] == constants.CTRL_TYPE_IDE and is_on(vm):
+        raise refuse_while_on(f"VM {vm_name!r} is running: IDE drives are added with "
+                              f"the VM off (only SCSI disks are hot-added)")
     holder = st.find_drive(path, is_physical=kind == PASSTHROUGH)
     if holder is not None:
         raise refuse(f"{path!r} is already attached to VM {holder[0]!r}")
+    if kind != PASSTHROUGH:
+        user = st.holder_of(path)
+        if user is not None:
+            raise refuse(f"{path!r} is in use by VM {user!r} (a parent of one of its "
+                          f"disks): the process cannot access the file because it is "
+                          f"being used by another process")
+        chain = st.parent_of_attached(path)
+        if chain is not None:
+            # Writing to a parent breaks every child (Hyper-V then reports the
+            # chain corrupted); a checkpoint's parent is never shared.
+            raise refuse(f"{path!r} is a parent in the differencing chain of a disk "
+                          f"of VM {chain!r} (a checkpoint)")
     ctrl["slots"][str(slot)] = {"path": path, "type": kind, "serial": serial}
     st.boot_order_append(vm, path)
 
 
+def is_on(vm: Vm) -> bool:
+    """Not off: running, paused or saved, when Hyper-V refuses cold-only changes."""
+    return bool(vm["state"] != constants.HYPERV_VM_STATE_DISABLED)
+
+
 def detach(st: HostState, found: tuple[str, Vm, dict[str, Any], int, dict[str, Any]]
            ) -> None:
-    _, vm, ctrl, slot, drive = found
+    name, vm, ctrl, slot, drive = found
+    if ctrl["type"] == constants.CTRL_TYPE_IDE and is_on(vm):
+        raise refuse_while_on(f"VM {name!r} is running: IDE drives are removed with "
+                              f"the VM off")
     del ctrl["slots"][str(slot)]
     st.boot_order_remove(vm, drive["path"])
 
@@ -145,8 +169,8 @@ def missing_files(st: HostState, vm_name: str) -> list[str]:
     missing = []
     for path in vm_drives(st, vm_name, (DISK, DVD)):
         seen = set()
-        while path is not None and path.casefold() not in seen:
-            seen.add(path.casefold())
+        while path is not None and st.key(path) not in seen:
+            seen.add(st.key(path))
             record = st.file(path)
             if record is None:
                 missing.append(path)

@@ -2,16 +2,18 @@
 
 Every public method of the Sim*Utils classes is an ``@oswin_call``. A call:
 
-1. sleeps for the method's injected latency, outside the lock, so other
-   threads and processes go on meanwhile (like a slow WMI job); the
+1. sleeps for the method's injected latency (``set_latency``, else the
+   cost profile's figure: rescue_flow.simhost.costs), outside the lock, so
+   other threads and processes go on meanwhile (like a slow WMI job); the
    latency is read from this process's cached state when the files show
    it current, else under the lock;
 2. takes the lock and loads the state (cached when unchanged);
-3. appends ``{"method", "args"}`` to the call log (so a call that then
-   fails or crashes is still on record);
+3. appends ``{"method", "args"}`` to the call log, with ``"cost"``, the
+   seconds it slept, when it slept (so a call that then fails or crashes is
+   still on record);
 4. counts the call against the method's fault, if one is armed, and
    persists the count; a fault then raises, or exits the process;
-5. applies the call and journals what it changed, if anything;
+5. applies the call and writes what it changed, if anything;
 6. releases the lock.
 
 The decorated function takes the state as its second parameter; callers
@@ -29,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from rescue_flow.simhost import changes, faults, store
+from rescue_flow.simhost import changes, faults, oserrors, store
 from rescue_flow.simhost.model import HostState, untouched
 from rescue_flow.simhost.store import StateStore
 
@@ -47,26 +49,32 @@ class Engine:
                mutates: bool, fresh_result: bool = False) -> Any:
         # Known without queueing for the lock, when this process's cache is current.
         delay = self.store.peek(lambda data: faults.latency(data, method))
-        slept = bool(delay)
+        paid = delay or 0.0
         if delay:
             time.sleep(delay)
         while True:
             with self.store.locked() as tx:
                 delay = faults.latency(tx.data, method)
-                if slept or not delay:
-                    return self._apply(tx, method, args, body, mutates, fresh_result)
+                if paid or not delay:
+                    return self._apply(tx, method, args, body, mutates, fresh_result,
+                                       paid)
             time.sleep(delay)
-            slept = True
+            paid = delay
 
     def _apply(self, tx: Any, method: str, args: dict[str, Any], body: Body,
-               mutates: bool, fresh_result: bool) -> Any:
-        self.store.append_call({"method": method, "args": args})
+               mutates: bool, fresh_result: bool, paid: float = 0.0) -> Any:
+        record: dict[str, Any] = {"method": method, "args": args}
+        if paid:
+            record["cost"] = round(paid, 6)  # what the call slept: benchmarks sum it
+        self.store.append_call(record)
         changed, mode = faults.consume(tx.data, method)
         if changed:
             tx.commit(untouched())  # only the fault's counter moved
         if mode == faults.CRASH_BEFORE:
-            _crash()
+            _crash(tx)
         if mode in (faults.PERMANENT, faults.TRANSIENT):
+            if oserrors.never_raises(method):
+                return oserrors.fallback(method)
             raise faults.error_for(method, mode)
         try:
             # Copies both ways: the state must never share objects with the
@@ -76,12 +84,12 @@ class Engine:
         except BaseException:
             tx.discard()  # the body may have half-applied its change in memory
             if mode == faults.CRASH_AFTER:
-                _crash()
+                _crash(tx)
             raise
         if mutates:
             tx.commit(state.touched)
         if mode == faults.CRASH_AFTER:
-            _crash()
+            _crash(tx)
         if fresh_result:
             if store.VERIFY_TOUCHED:
                 _check_shares_nothing(method, result, tx.data)
@@ -120,7 +128,8 @@ def _copied(value: Any) -> Any:
         return copy.deepcopy(value)
 
 
-def _crash() -> None:
+def _crash(tx: Any) -> None:
+    tx.make_durable()  # os._exit skips the commit at the end of the call
     os._exit(faults.CRASH_EXIT_CODE)
 
 

@@ -8,6 +8,9 @@ A fault models what the *caller of os-win* sees after os-win's own
 internal retries have given up (os-win retries set_vm_state on
 WMIJobFailed, attach/detach on HyperVException, file removal on sharing
 violations): one simulated failure stands for a whole failed os-win call.
+It raises the class os-win raises for that method, permanent or transient
+(rescue_flow.simhost.oserrors); a method that never raises (``exists``)
+answers as it does when Windows fails it (False).
 
 Counting, per method, from the moment the fault is set: the first ``after``
 calls succeed, the next ``times`` calls fail (``None``: every later call),
@@ -20,7 +23,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from rescue_flow.simhost.oswin import exceptions
+from rescue_flow.simhost import costs, oserrors
 
 PERMANENT = "permanent"
 TRANSIENT = "transient"
@@ -31,12 +34,6 @@ MODES = (PERMANENT, TRANSIENT, CRASH_BEFORE, CRASH_AFTER)
 # The exit status of a process killed by a crash fault: distinctive, so a
 # test can tell a simulated crash from a real one.
 CRASH_EXIT_CODE = 86
-
-# WMI job state "Exception" and Hyper-V's generic "failed" return code, as a
-# real failed job reports them.
-_JOB_STATE_EXCEPTION = 10
-_WMI_JOB_FAILED_CODE = 32768
-
 
 def check_method(method: str, known: Iterable[str]) -> None:
     known = sorted(known)
@@ -70,7 +67,11 @@ def clear(data: dict[str, Any]) -> None:
 
 
 def latency(data: dict[str, Any], method: str) -> float:
-    return float(data["latency"].get(method, 0.0))
+    """The per-method override if set, else the cost profile's figure."""
+    override = data["latency"].get(method)
+    if override is not None:
+        return float(override)
+    return costs.cost(data, method)
 
 
 def consume(data: dict[str, Any], method: str) -> tuple[bool, str | None]:
@@ -91,10 +92,6 @@ def consume(data: dict[str, Any], method: str) -> tuple[bool, str | None]:
     return True, fault["mode"] if fires else None
 
 
-def error_for(method: str, mode: str) -> Exception:
-    if mode == TRANSIENT:
-        return exceptions.WMIJobFailed(
-            job_state=_JOB_STATE_EXCEPTION, error_code=_WMI_JOB_FAILED_CODE,
-            error_summ_desc=f"simulated transient fault in {method}",
-            error_desc="injected by the simulated host; a retry may succeed")
-    return exceptions.HyperVException(f"simulated permanent fault in {method}")
+def error_for(method: str, mode: str) -> BaseException:
+    """What os-win raises for ``method`` when it fails (rescue_flow.simhost.oserrors)."""
+    return oserrors.fault_error(method, transient=mode == TRANSIENT)

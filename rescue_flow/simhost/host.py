@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rescue_flow.simhost import changes, faults, seed
+from rescue_flow.simhost import changes, costs, faults, paths, seed
 from rescue_flow.simhost.engine import Engine, oswin_methods
 from rescue_flow.simhost.model import HostState, new_state
 from rescue_flow.simhost.networkutils import SimNetworkUtils
@@ -41,7 +41,7 @@ def offered_methods() -> dict[str, str]:
 
 
 class SimulatedHost:
-    """A simulated Hyper-V host kept in a state file and its journal.
+    """A simulated Hyper-V host kept in a state file (an SQLite database).
 
     Any number of SimulatedHost objects, in any threads and processes, may
     share one state file; each os-win call is atomic against the others.
@@ -67,11 +67,17 @@ class SimulatedHost:
 
     @classmethod
     def init(cls, state_file: str, instances_path: str,
-             switches: Sequence[str] = ("external",)) -> SimulatedHost:
-        """Create a fresh, empty host (overwriting any state) and open it."""
+             switches: Sequence[str] = ("external",),
+             path_style: str | None = None) -> SimulatedHost:
+        """Create a fresh, empty host (overwriting any state) and open it.
+
+        ``path_style``: ``"windows"`` or ``"posix"`` (rescue_flow.simhost.paths);
+        by default the style of ``instances_path``, which must be absolute.
+        """
         if isinstance(switches, str):
             switches = (switches,)
-        StateStore(state_file).replace(new_state(instances_path, list(switches)))
+        StateStore(state_file).replace(new_state(instances_path, list(switches),
+                                                 path_style))
         return cls(state_file)
 
     # -- seeding -------------------------------------------------------------
@@ -83,12 +89,18 @@ class SimulatedHost:
     def add_vm(self, name: str, uuid: str, image_id: str, generation: int | None = None,
                stopped: bool = False, boot_from_volume: bool = False, nics: int = 0,
                memory_mb: int = 1024, vcpus: int = 1, config_drive: bool = False,
-               soft_shutdown: str = "clean") -> None:
-        """Create an instance VM as Nova's Hyper-V driver would have (see seed)."""
+               soft_shutdown: str = "clean", checkpoints: int = 0,
+               secure_boot: str | None = None) -> None:
+        """Create an instance VM as Nova's Hyper-V driver would have (see seed).
+
+        ``checkpoints``: how many checkpoints the VM has (it then runs on an
+        ``.avhd(x)`` chain); ``secure_boot``: None, ``"windows"`` or ``"linux"``.
+        """
         self._seed(seed.add_vm, name, uuid, image_id, generation=generation,
                    stopped=stopped, boot_from_volume=boot_from_volume, nics=nics,
                    memory_mb=memory_mb, vcpus=vcpus, config_drive=config_drive,
-                   soft_shutdown=soft_shutdown)
+                   soft_shutdown=soft_shutdown, checkpoints=checkpoints,
+                   secure_boot=secure_boot)
 
     def _seed(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         with self._store.locked() as tx:
@@ -125,7 +137,7 @@ class SimulatedHost:
         """The view as a tree for people, with armed faults and latencies."""
         with self._store.locked() as tx:
             return render_text(build_view(tx.data), tx.data["faults"],
-                               tx.data["latency"])
+                               tx.data["latency"], tx.data.get("profile"))
 
     def calls(self) -> list[dict[str, Any]]:
         """The os-win calls made so far, oldest first: {"method", "args"}."""
@@ -138,6 +150,17 @@ class SimulatedHost:
     def instances_path(self) -> str:
         with self._store.locked() as tx:
             return str(tx.data["instances_path"])
+
+    @property
+    def path_style(self) -> str:
+        """``"windows"`` or ``"posix"``: how this host names its files."""
+        with self._store.locked() as tx:
+            return HostState(tx.data).style
+
+    @property
+    def paths(self) -> Any:
+        """``ntpath`` or ``posixpath``, to build paths on this host."""
+        return paths.module(self.path_style)
 
     # -- faults and latency ------------------------------------------------------
 
@@ -155,6 +178,22 @@ class SimulatedHost:
         with self._store.locked() as tx:
             faults.set_latency(tx.data, method, seconds)
             tx.commit()
+
+    def set_cost_profile(self, profile: str | None = costs.DEFAULT_PROFILE,
+                         scale: float = 1.0) -> None:
+        """Make every call cost what the profile says (rescue_flow.simhost.costs):
+        ``"wmi"`` (the default figures), a JSON file, or None for no cost.
+        Per-method latencies (set_latency) still override it."""
+        loaded = None if profile is None else costs.load(profile, scale)
+        with self._store.locked() as tx:
+            tx.data["profile"] = loaded
+            tx.commit()
+
+    def cost_profile(self) -> dict[str, Any] | None:
+        """The host's profile: name, scale and [base, per_vm] per method."""
+        with self._store.locked() as tx:
+            profile = tx.data.get("profile")
+            return changes.clone(profile) if profile else None
 
     def clear_faults(self) -> None:
         """Remove every fault and latency."""

@@ -2,7 +2,7 @@
 
 The state is plain JSON (so any process can load it)::
 
-    {"format": 1, "instances_path": str,
+    {"format": 1, "instances_path": str, "path_style": "windows"|"posix",
      "switches": {name: {"id": str}},
      "images":   {image_id: {"generation": int, "format": "VHD"|"VHDX", "path": str}},
      "dirs":     {key: path},
@@ -15,19 +15,20 @@ The state is plain JSON (so any process can load it)::
                          "nics": {name: {"mac": str, "switch": str|None}}}},
      "faults": {...}, "latency": {...}, "next_mac": int}
 
-``key`` is the case-folded, normalised path: Windows file systems ignore
-case, and so does the simulated one. A drive is ``{"path", "type":
+``key`` is the case-folded, normalised path (rescue_flow.simhost.paths):
+Windows file systems ignore case, and so does the simulated one. A state
+without ``path_style`` (written before it existed) has POSIX paths. A drive is ``{"path", "type":
 "disk"|"dvd"|"passthrough", "serial"}``; ``path`` is the file (or, for a
 passthrough disk, the host disk's WMI path) exactly as the caller gave it.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from rescue_flow.simhost import paths
 from rescue_flow.simhost.oswin import constants, exceptions
 
 STATE_FORMAT = 1
@@ -45,10 +46,14 @@ Vm = dict[str, Any]
 Controller = dict[str, Any]
 
 
-def new_state(instances_path: str, switches: tuple[str, ...] | list[str]) -> dict[str, Any]:
+def new_state(instances_path: str, switches: tuple[str, ...] | list[str],
+              path_style: str | None = None) -> dict[str, Any]:
+    """An empty host; ``path_style`` defaults to the style of ``instances_path``."""
+    style = paths.check_instances_path(instances_path, path_style)
     state: dict[str, Any] = {
         "format": STATE_FORMAT,
-        "instances_path": instances_path,
+        "instances_path": paths.normalise(style, instances_path),
+        "path_style": style,
         "switches": {name: {"id": str(uuid.uuid4())} for name in switches},
         "images": {}, "dirs": {}, "files": {}, "vms": {},
         "faults": {}, "latency": {}, "next_mac": 1,
@@ -57,13 +62,16 @@ def new_state(instances_path: str, switches: tuple[str, ...] | list[str]) -> dic
     return state
 
 
-def refuse(message: str) -> exceptions.HyperVException:
-    """What a failed WMI job looks like to os-win's caller."""
-    return exceptions.HyperVException(f"Hyper-V (simulated) refused: {message}")
+def refuse(message: str, code: int = 32773) -> exceptions.WMIJobFailed:
+    """What a failed WMI job looks like to os-win's caller: WMIJobFailed with
+    Msvm's return code, 32773 (invalid parameter) unless told otherwise."""
+    return exceptions.WMIJobFailed(f"Hyper-V (simulated) refused: {message}",
+                                   job_state=10, error_code=code)
 
 
-def path_key(path: str) -> str:
-    return os.path.normpath(path).casefold()
+def refuse_while_on(message: str) -> exceptions.WMIJobFailed:
+    """A change Hyper-V makes only to a VM that is off: 32775, invalid state."""
+    return refuse(message, code=32775)
 
 
 def same_resource(a: str | None, b: str | None) -> bool:
@@ -99,7 +107,7 @@ class HostState:
 
     ``touched`` names, per tracked section, the entries this call was handed
     (a VM, a file record) and so may have changed; ``None`` means any entry.
-    The journal compares only those, plus any entry added or removed, so a
+    The store compares only those, plus any entry added or removed, so a
     change costs the same on a host of 2 VMs or 400. A body that edits an
     entry it got any other way must call ``touch_all``. Tests run with
     RESCUE_FLOW_SIMHOST_VERIFY=1, which compares every call's record with a
@@ -109,6 +117,15 @@ class HostState:
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
         self.touched = untouched()
+        self.style = data.get("path_style", paths.POSIX)
+        self.paths = paths.module(self.style)
+
+    def key(self, path: str) -> str:
+        """Where the file system finds ``path`` (case-folded, normalised)."""
+        return paths.key(self.style, path)
+
+    def normpath(self, path: str) -> str:
+        return paths.normalise(self.style, path)
 
     def touch(self, section: str, key: str) -> None:
         keys = self.touched[section]
@@ -121,33 +138,33 @@ class HostState:
     # -- files and folders ------------------------------------------------
 
     def dir_exists(self, path: str) -> bool:
-        return path_key(path) in self.data["dirs"]
+        return self.key(path) in self.data["dirs"]
 
     def add_dir(self, path: str) -> None:
-        path = os.path.normpath(path)
+        path = self.normpath(path)
         while True:
-            key = path_key(path)
+            key = self.key(path)
             self.touch("dirs", key)
             self.data["dirs"].setdefault(key, path)
-            parent = os.path.dirname(path)
-            if parent == path or not parent:
+            parent = self.paths.dirname(path)
+            if parent == path or not parent or self.key(parent) == key:
                 return
             path = parent
 
     def parent_dir_exists(self, path: str) -> bool:
-        parent = os.path.dirname(os.path.normpath(path))
+        parent = self.paths.dirname(self.normpath(path))
         return not parent or self.dir_exists(parent)
 
     def file(self, path: str) -> dict[str, Any] | None:
-        key = path_key(path)
+        key = self.key(path)
         self.touch("files", key)
         return self.data["files"].get(key)
 
     def add_file(self, path: str, fmt: str, kind: str, parent: str | None = None,
                  virtual_size: int = GIB) -> None:
-        self.touch("files", path_key(path))
-        self.data["files"][path_key(path)] = {
-            "path": os.path.normpath(path), "format": fmt, "parent": parent,
+        self.touch("files", self.key(path))
+        self.data["files"][self.key(path)] = {
+            "path": self.normpath(path), "format": fmt, "parent": parent,
             "kind": kind, "virtual_size": virtual_size}
 
     def exists(self, path: str) -> bool:
@@ -155,12 +172,64 @@ class HostState:
 
     # -- VMs ----------------------------------------------------------------
 
+    def vm_key(self, vm_name: Any) -> str | None:
+        """The name ``vm_name`` finds: WQL compares ElementName ignoring case."""
+        vms = self.data["vms"]
+        if not isinstance(vm_name, str):
+            return None
+        if vm_name in vms:
+            return vm_name  # the usual spelling: no scan of the host
+        folded = vm_name.casefold()
+        return next((name for name in vms if name.casefold() == folded), None)
+
     def vm(self, vm_name: str) -> Vm:
-        vm = self.data["vms"].get(vm_name)
-        if vm is None:
+        key = self.vm_key(vm_name)
+        if key is None:
             raise exceptions.HyperVVMNotFoundException(vm_name=vm_name)
-        self.touch("vms", vm_name)
-        return vm
+        self.touch("vms", key)
+        return self.data["vms"][key]
+
+    def switch_name(self, vswitch_name: Any) -> str | None:
+        """The switch ``vswitch_name`` finds, ignoring case as WQL does."""
+        if not isinstance(vswitch_name, str):
+            return None
+        folded = vswitch_name.casefold()
+        return next((name for name in self.data["switches"]
+                     if name.casefold() == folded), None)
+
+    # -- files held open by running VMs ------------------------------------------
+
+    def _chains(self, running_only: bool) -> Iterator[tuple[str, list[str]]]:
+        """(VM name, keys of a drive's file and its parents, drive first) for
+        every image-file drive, of the VMs that are not off if asked."""
+        files = self.data["files"]
+        for name, vm in self.data["vms"].items():
+            if running_only and vm["state"] == constants.HYPERV_VM_STATE_DISABLED:
+                continue
+            for ctrl in vm["controllers"]:
+                for drive in ctrl["slots"].values():
+                    if drive["type"] == "passthrough":
+                        continue
+                    chain: list[str] = []
+                    link = drive["path"]
+                    while link is not None and len(chain) < 64:  # a loop stops too
+                        chain.append(self.key(link))
+                        record = files.get(chain[-1])
+                        link = record["parent"] if record else None
+                    yield name, chain
+
+    def holder_of(self, path: str) -> str | None:
+        """The VM (not off) that holds ``path`` open: as a drive or as a parent
+        of one of its drives (a differencing chain opens every parent)."""
+        wanted = self.key(path)
+        return next((name for name, chain in self._chains(running_only=True)
+                     if wanted in chain), None)
+
+    def parent_of_attached(self, path: str) -> str | None:
+        """A VM with a drive whose differencing chain has ``path`` as a parent."""
+        wanted = self.key(path)
+        return next((name for name, chain in self._chains(running_only=False)
+                     if wanted in chain[1:]), None)
 
     def vm_names(self) -> list[str]:
         return sorted(self.data["vms"])
@@ -257,12 +326,23 @@ class HostState:
     # -- NICs ---------------------------------------------------------------
 
     def find_nic(self, nic_name: str) -> tuple[str, Vm, dict[str, Any]] | None:
+        """The NIC by name, ignoring case as WQL does (exact spelling first)."""
         for name, vm in self.data["vms"].items():
             nic = vm["nics"].get(nic_name)
             if nic is not None:
                 self.touch("vms", name)
                 return name, vm, nic
+        folded = nic_name.casefold() if isinstance(nic_name, str) else None
+        for name, vm in self.data["vms"].items():
+            for real, nic in vm["nics"].items():
+                if real.casefold() == folded:
+                    self.touch("vms", name)
+                    return name, vm, nic
         return None
+
+    def nic_key(self, vm: Vm, nic_name: str) -> str | None:
+        folded = nic_name.casefold()
+        return next((real for real in vm["nics"] if real.casefold() == folded), None)
 
     def add_nic(self, vm: Vm, nic_name: str, mac: str) -> dict[str, Any]:
         """Add an unconnected NIC; ``mac`` is 12 upper-case hex digits."""

@@ -16,10 +16,10 @@ from rescue_flow.simhost.oswin import exceptions
 
 
 def _switch(st: HostState, vswitch_name: Any) -> dict[str, Any]:
-    switch = st.data["switches"].get(vswitch_name)
-    if switch is None:
+    name = st.switch_name(vswitch_name)
+    if name is None:
         raise exceptions.HyperVvSwitchNotFound(vswitch_name=vswitch_name)
-    return switch
+    return st.data["switches"][name]  # type: ignore[no-any-return]
 
 
 def _nic(st: HostState, vnic_name: Any) -> dict[str, Any]:
@@ -55,7 +55,7 @@ class SimNetworkUtils(SimUtils):
         else None (os-win returns the WMI port object)."""
         switch = _switch(st, vswitch_name)
         found = st.find_nic(port_id)
-        if found is None or found[2]["switch"] != vswitch_name:
+        if found is None or found[2]["switch"] != st.switch_name(vswitch_name):
             return None
         return {"ElementName": port_id, "SystemName": switch["id"],
                 "vm_name": found[0]}
@@ -71,7 +71,7 @@ class SimNetworkUtils(SimUtils):
         if found is not None and found[2]["switch"]:
             return
         _switch(st, vswitch_name)
-        _nic(st, switch_port_name)["switch"] = vswitch_name
+        _nic(st, switch_port_name)["switch"] = st.switch_name(vswitch_name)
 
     @oswin_call(mutates=True)
     def remove_switch_port(self, st: HostState, switch_port_name, vnic_deleted=False):

@@ -16,9 +16,12 @@ import errno
 import os
 
 from rescue_flow.simhost.engine import SimUtils, oswin_call
-from rescue_flow.simhost.model import HostState, path_key
+from rescue_flow.simhost.model import HostState
 
 _WINERROR = {errno.ENOENT: 2, errno.EACCES: 5, errno.EEXIST: 183, errno.ENOTDIR: 267}
+ERROR_SHARING_VIOLATION = 32
+_SHARING_VIOLATION = ("The process cannot access the file because it is being used "
+                      "by another process")
 _ERROR_CLASS = {errno.ENOENT: FileNotFoundError, errno.EACCES: PermissionError,
                 errno.EEXIST: FileExistsError, errno.ENOTDIR: NotADirectoryError}
 
@@ -29,17 +32,36 @@ def _os_error(code: int, path: str, dest: str | None = None) -> OSError:
     return exc
 
 
+def _in_use(path: str, vm_name: str, dest: str | None = None) -> OSError:
+    """What Windows raises to remove or rename a file a VM holds open: a
+    PermissionError with winerror 32; os-win retries it for
+    [os_win] file_in_use_timeout, then lets it through."""
+    exc = PermissionError(errno.EACCES, f"{_SHARING_VIOLATION} ({vm_name})", path,
+                          None, dest)
+    exc.winerror = ERROR_SHARING_VIOLATION  # type: ignore[attr-defined]
+    return exc
+
+
+def _check_not_held(st: HostState, keys: list[str], path: str,
+                    dest: str | None = None) -> None:
+    for key in keys:
+        holder = st.holder_of(st.data["files"][key]["path"])
+        if holder is not None:
+            raise _in_use(path, holder, dest)
+
+
 def _below(st: HostState, folder: str) -> tuple[list[str], list[str]]:
     """Keys of the folders and files inside ``folder`` (itself included)."""
-    key = path_key(folder)
-    prefix = key.rstrip(os.sep.casefold()) + os.sep
+    key = st.key(folder)
+    prefix = key.rstrip(st.paths.sep) + st.paths.sep
     dirs = [k for k in st.data["dirs"] if k == key or k.startswith(prefix)]
     files = [k for k in st.data["files"] if k.startswith(prefix)]
     return dirs, files
 
 
-def _moved(path: str, src: str, dest: str) -> str:
-    return os.path.join(dest, os.path.relpath(path, src))
+def _moved(st: HostState, path: str, src: str, dest: str) -> str:
+    # ``path`` is inside ``src`` (same key prefix), whatever its case.
+    return str(st.paths.join(dest, path[len(src):].lstrip(st.paths.sep)))
 
 
 class SimPathUtils(SimUtils):
@@ -66,7 +88,8 @@ class SimPathUtils(SimUtils):
             raise _os_error(errno.EACCES, path)
         if st.file(path) is None:
             raise _os_error(errno.ENOENT, path)
-        del st.data["files"][path_key(path)]
+        _check_not_held(st, [st.key(path)], path)
+        del st.data["files"][st.key(path)]
 
     @oswin_call(mutates=True)
     def rmtree(self, st: HostState, path):
@@ -75,6 +98,7 @@ class SimPathUtils(SimUtils):
         if not st.dir_exists(path):
             raise _os_error(errno.ENOENT, path)
         dirs, files = _below(st, path)
+        _check_not_held(st, files, path)
         for key in dirs:
             del st.data["dirs"][key]
         for key in files:
@@ -90,24 +114,26 @@ class SimPathUtils(SimUtils):
         is_dir = st.dir_exists(src)
         if record is None and not is_dir:
             raise _os_error(errno.ENOENT, src, dest)
-        only_case_changes = path_key(src) == path_key(dest)
+        only_case_changes = st.key(src) == st.key(dest)
         if st.exists(dest) and not only_case_changes:
             raise _os_error(errno.EEXIST, src, dest)
         if not st.parent_dir_exists(dest):
             raise _os_error(errno.ENOENT, src, dest)
         if record is not None:
-            del st.data["files"][path_key(src)]
-            record["path"] = os.path.normpath(dest)
-            st.data["files"][path_key(dest)] = record
+            _check_not_held(st, [st.key(src)], src, dest)
+            del st.data["files"][st.key(src)]
+            record["path"] = st.normpath(dest)
+            st.data["files"][st.key(dest)] = record
             return
-        if path_key(dest).startswith(path_key(src) + os.sep):
+        if st.key(dest).startswith(st.key(src) + st.paths.sep):
             raise _os_error(errno.EACCES, src, dest)  # a folder into itself
-        src = os.path.normpath(src)
+        src = st.normpath(src)
         dirs, files = _below(st, src)
-        moved_dirs = [_moved(st.data["dirs"].pop(k), src, dest) for k in dirs]
+        _check_not_held(st, files, src, dest)
+        moved_dirs = [_moved(st, st.data["dirs"].pop(k), src, dest) for k in dirs]
         moved_files = [st.data["files"].pop(k) for k in files]
         for path in moved_dirs:
             st.add_dir(path)
         for rec in moved_files:
-            rec["path"] = os.path.normpath(_moved(rec["path"], src, dest))
-            st.data["files"][path_key(rec["path"])] = rec
+            rec["path"] = st.normpath(_moved(st, rec["path"], src, dest))
+            st.data["files"][st.key(rec["path"])] = rec

@@ -13,7 +13,6 @@ seeding the same configuration twice gives byte-identical views.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from typing import Any
@@ -30,9 +29,15 @@ from rescue_flow.simhost.vmutils import new_vm_record
 
 IMAGE_CACHE_DIR = "_base"
 SOFT_SHUTDOWN_MODES = ("clean", "hang")
+# Seeded Secure Boot: off, or on with the template a Windows or Linux guest needs.
+SECURE_BOOT_TEMPLATES = {"windows": "MicrosoftWindows",
+                         "linux": "MicrosoftUEFICertificateAuthority"}
+SECURE_BOOT_CHOICES = (None, *SECURE_BOOT_TEMPLATES)
 GEN1_SEEDED_BOOT_ORDER = [constants.BOOT_DEVICE_HARDDISK, constants.BOOT_DEVICE_CDROM,
                           constants.BOOT_DEVICE_NETWORK, constants.BOOT_DEVICE_FLOPPY]
 _FORMATS = {"vhd": constants.DISK_FORMAT_VHD, "vhdx": constants.DISK_FORMAT_VHDX}
+# Neither may appear in an image id or VM name (both separate on Windows).
+_SEPARATORS = ("/", "\\")
 # Namespace for the uuid5 names of seeded NICs and volumes.
 _SEED_NS = uuid.UUID("6f1d3c52-8a57-4f0e-9a65-3c1b2f7c9e10")
 
@@ -45,7 +50,7 @@ def _disk_format(fmt: str) -> str:
 
 
 def add_image(st: HostState, image_id: str, generation: int, fmt: str) -> str:
-    if not image_id or os.sep in image_id or (os.altsep and os.altsep in image_id):
+    if not image_id or any(sep in image_id for sep in _SEPARATORS):
         raise ValueError(f"invalid image id {image_id!r}")
     if generation not in (constants.VM_GEN_1, constants.VM_GEN_2):
         raise ValueError(f"generation must be 1 or 2, not {generation!r}")
@@ -54,8 +59,8 @@ def add_image(st: HostState, image_id: str, generation: int, fmt: str) -> str:
         raise ValueError("a Gen2 VM cannot boot from a VHD image: use vhdx")
     if image_id in st.data["images"]:
         raise ValueError(f"image {image_id!r} is already in the image cache")
-    base = os.path.join(st.data["instances_path"], IMAGE_CACHE_DIR)
-    path = os.path.join(base, f"{image_id}.{disk_format.lower()}")
+    base = st.paths.join(st.data["instances_path"], IMAGE_CACHE_DIR)
+    path = st.paths.join(base, f"{image_id}.{disk_format.lower()}")
     if st.exists(path):
         raise ValueError(f"{path} already exists on the simulated host")
     st.add_dir(base)
@@ -68,7 +73,7 @@ def add_image(st: HostState, image_id: str, generation: int, fmt: str) -> str:
 def _check_vm_request(st: HostState, name: str, instance_uuid: str, image_id: str,
                       generation: int | None, nics: int, memory_mb: int, vcpus: int,
                       soft_shutdown: str) -> dict[str, Any]:
-    if not name or os.sep in name:
+    if not name or any(sep in name for sep in _SEPARATORS):
         raise ValueError(f"invalid VM name {name!r}")
     if name in st.data["vms"]:
         raise ValueError(f"a VM named {name!r} already exists")
@@ -95,11 +100,26 @@ def _check_vm_request(st: HostState, name: str, instance_uuid: str, image_id: st
         raise ValueError("memory_mb must be >= 32 and vcpus >= 1")
     if soft_shutdown not in SOFT_SHUTDOWN_MODES:
         raise ValueError(f"soft_shutdown must be one of {SOFT_SHUTDOWN_MODES}")
-    vm_dir = os.path.join(st.data["instances_path"], name)
+    vm_dir = st.paths.join(st.data["instances_path"], name)
     for leftover in ("root.vhd", "root.vhdx", "configdrive.iso"):
-        if st.exists(os.path.join(vm_dir, leftover)):
-            raise ValueError(f"{os.path.join(vm_dir, leftover)} already exists")
+        if st.exists(st.paths.join(vm_dir, leftover)):
+            raise ValueError(f"{st.paths.join(vm_dir, leftover)} already exists")
     return image
+
+
+def _add_checkpoints(st: HostState, vm: dict[str, Any], instance_uuid: str, root: str,
+                     fmt: str, size: int, count: int) -> str:
+    """Hyper-V's checkpoints: each one freezes the disk and continues it in a
+    new ``<stem>_<GUID>.avhd(x)`` child; the VM runs on the last of them."""
+    disk = root
+    stem, ext = st.paths.splitext(root)
+    for index in range(count):
+        guid = str(uuid.uuid5(_SEED_NS, f"{instance_uuid}/checkpoint/{index}")).upper()
+        child = f"{stem}_{guid}.a{ext[1:]}"
+        st.add_file(child, fmt, "differencing", parent=disk, virtual_size=size)
+        vm["checkpoints"].append(f"checkpoint {index + 1}")
+        disk = child
+    return disk
 
 
 def volume_path(instance_uuid: str) -> str:
@@ -112,11 +132,18 @@ def add_vm(st: HostState, name: str, instance_uuid: str, image_id: str,
            generation: int | None = None, stopped: bool = False,
            boot_from_volume: bool = False, nics: int = 0, memory_mb: int = 1024,
            vcpus: int = 1, config_drive: bool = False,
-           soft_shutdown: str = "clean") -> None:
+           soft_shutdown: str = "clean", checkpoints: int = 0,
+           secure_boot: str | None = None) -> None:
     image = _check_vm_request(st, name, instance_uuid, image_id, generation, nics,
                               memory_mb, vcpus, soft_shutdown)
+    if secure_boot not in SECURE_BOOT_CHOICES:
+        raise ValueError(f"secure_boot must be one of {SECURE_BOOT_CHOICES}")
+    if secure_boot and image["generation"] != constants.VM_GEN_2:
+        raise ValueError("Secure Boot needs a generation 2 VM")
+    if not 0 <= checkpoints <= 50 or (checkpoints and boot_from_volume):
+        raise ValueError("checkpoints must be 0..50, on a VM with a root.vhd(x)")
     gen = image["generation"]
-    vm_dir = os.path.join(st.data["instances_path"], name)
+    vm_dir = st.paths.join(st.data["instances_path"], name)
     vm = new_vm_record(gen, vm_dir, [instance_uuid])
     vm.update(memory_mb=int(memory_mb), vcpus=int(vcpus), soft_shutdown=soft_shutdown)
     st.data["vms"][name] = vm
@@ -135,12 +162,14 @@ def add_vm(st: HostState, name: str, instance_uuid: str, image_id: str,
         serial = str(uuid.uuid5(_SEED_NS, f"{instance_uuid}/volume"))
         disks.attach(st, name, root, root_ctrl, 0, disks.PASSTHROUGH, serial=serial)
     else:
-        root = os.path.join(vm_dir, f"root.{image['format'].lower()}")
+        root = st.paths.join(vm_dir, f"root.{image['format'].lower()}")
         base = st.file(image["path"])
         if base is None:
             raise ValueError(f"the image file {image['path']} is gone from the host")
         st.add_file(root, image["format"], "differencing", parent=image["path"],
                     virtual_size=base["virtual_size"])
+        root = _add_checkpoints(st, vm, instance_uuid, root, image["format"],
+                                base["virtual_size"], checkpoints)
         disks.attach(st, name, root, root_ctrl, 0, disks.DISK)
 
     switch = next(iter(st.data["switches"]), None)
@@ -150,7 +179,7 @@ def add_vm(st: HostState, name: str, instance_uuid: str, image_id: str,
         st.add_nic(vm, nic_id, "FA163E" + tail)["switch"] = switch
 
     if config_drive:
-        iso = os.path.join(vm_dir, "configdrive.iso")
+        iso = st.paths.join(vm_dir, "configdrive.iso")
         st.add_file(iso, constants.DVD_FORMAT, "iso", virtual_size=64 << 20)
         if gen == constants.VM_GEN_1:
             disks.attach(st, name, iso, ctrl_path(constants.CTRL_TYPE_IDE, 1), 0,
@@ -162,6 +191,8 @@ def add_vm(st: HostState, name: str, instance_uuid: str, image_id: str,
         vm["boot_order"] = list(GEN1_SEEDED_BOOT_ORDER)
     else:
         disks.set_boot_order(st, name, [root])
+    if secure_boot:
+        vm.update(secure_boot=True, secure_boot_template=SECURE_BOOT_TEMPLATES[secure_boot])
     if not stopped:
         vm["state"] = constants.HYPERV_VM_STATE_ENABLED
         vm["started_at"] = time.time()

@@ -1,109 +1,113 @@
-"""The state: a snapshot file and a journal of changes, shared by threads
-and processes.
+"""The state in an SQLite database, shared by threads and processes.
 
-Files, side by side:
+``<state_file>`` is an SQLite database (Python's sqlite3, WAL journal):
 
-- ``<state_file>``: the snapshot, one JSON document: the state, plus
-  ``"journal_epoch"``, a token naming the journal that continues it;
-- ``<state_file>.journal``: a first line ``{"epoch": token}``, then one
-  JSON line per change (:mod:`rescue_flow.simhost.changes`): what a call
-  changed, a VM or a file, never the whole host;
-- ``<state_file>.lock``, ``<state_file>.calls``: the lock and the call log.
+- ``entries(section, key, value, seq)``: the sections that grow with the
+  host (``vms``, ``files``, ``dirs``), one row per VM, file or folder, in
+  the order Python's dict keeps them (``seq``);
+- ``meta(name, value)``: everything else (``instances_path``, ``switches``,
+  ``images``, ``faults``, ``latency``, ...), one JSON value each;
+- ``calls(id, record)``: the call log, one JSON record per os-win call.
 
-Why a journal: writing the whole host after each change cost a JSON dump of
-every VM, under the host-wide lock. At 200 VMs that was ~3 ms of CPU per
-change and made the simulated host, not the latencies it injects, the
-limit of many flows at once (docs/benchmarks.md, B3). A change now costs
-what it changed. When the journal outgrows the snapshot, the writer that
-notices writes a new snapshot with a new epoch, then a new journal; a
-crash in between leaves a snapshot whose epoch the old journal does not
-carry, and that journal is ignored: the snapshot already holds it.
+SQLite gives what the hand-built snapshot and journal did by hand: every
+access runs in a ``BEGIN IMMEDIATE`` transaction (threads of this process
+queue on a lock first, other processes on SQLite's write lock); a change
+writes only the rows it touched (rescue_flow.simhost.changes finds them),
+so it costs the same on a host of 2 VMs or 400; a committed change survives
+the crash of the process that made it (WAL, ``synchronous=NORMAL``: the
+crash tests kill the calling process, not the machine), and a process
+killed mid-call leaves nothing of that call, not even half of it.
 
-Every access runs under an exclusive lock on ``<state_file>.lock``
-(:func:`rescue_flow.locks.file_lock`, oslo.concurrency's: threads of this
-process, then other processes, wait). A process keeps the state it loaded and, while the lock
-is held, re-reads only what changed: nothing when neither file changed
-(judged by the snapshot's ``(st_mtime_ns, st_size, st_ino)`` and the
-journal's ``(st_ino, st_size)``), the journal's new lines when only the
-journal grew, everything otherwise. Files are only ever replaced or
-appended to, never rewritten in place, so a new inode means new content; on
-POSIX the process keeps both files open, so their inodes cannot be recycled
-by a later file. (Windows refuses to replace an open file, so there they
-are closed after use; NTFS file ids are not reused quickly.)
-
-Durability: snapshots are written to a temp file, fsynced, then
-``os.replace``-d (retried while Windows says another process holds the
-target open: :mod:`rescue_flow.files`), so a reader never sees half a
-snapshot. Every descriptor is opened in binary mode (``os.O_BINARY``), since
-sizes and offsets are compared with what was written. Journal lines are
-appended with one ``O_APPEND`` write each and not fsynced: the simulated
-host stands for Hyper-V across crashes of the *calling process* (which
-the crash tests kill), and the page cache outlives a process. A torn last
-line (a machine that lost power) is ignored.
-
-The call log holds one JSON line per call, appended with ``O_APPEND``
-while the lock is held, so its order is the order in which calls took
-effect.
+A process keeps the state it loaded and reads it again only when another
+connection has committed since (``PRAGMA data_version``). The call record,
+a fault's counter and the call's effect commit together when the call
+ends; a crash fault commits them first (``Transaction.make_durable``), since
+``os._exit`` skips the commit.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
+import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from rescue_flow import files
-from rescue_flow.locks import file_lock
 from rescue_flow.simhost import changes
 
 T = TypeVar("T")
-_KEEP_OPEN = sys.platform != "win32"
 # Check every tracked change against a full comparison (the tests set it).
 VERIFY_TOUCHED = os.environ.get("RESCUE_FLOW_SIMHOST_VERIFY") == "1"
-EPOCH_KEY = "journal_epoch"
-# A journal this much larger than the snapshot is folded into a new one. The
-# floor keeps small hosts from rewriting their snapshot every few changes.
-_COMPACT_MIN_BYTES = 256 * 1024
+# Sections kept a row per entry; the rest of the state is kept whole in meta.
+ROW_SECTIONS = ("vms", "files", "dirs")
+_BUSY_TIMEOUT_S = 120.0
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (section TEXT NOT NULL, key TEXT NOT NULL,
+    value TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (section, key));
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY AUTOINCREMENT,
+    record TEXT NOT NULL);
+"""
 
 
 class StateFileMissing(FileNotFoundError):
     """The state file does not exist: the host was never initialised."""
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 class _Shared:
-    """Per-process, per-state-file cache, shared by all stores of the file."""
+    """Per-process, per-state-file connection and cache, shared by all stores."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.pid = os.getpid()
+        self.lock = threading.RLock()
+        self.conn: sqlite3.Connection | None = None
         self.data: dict[str, Any] | None = None
         # The state as stored: what a change is measured against.
         self.stored: dict[str, Any] | None = None
-        self.snapshot_key: tuple[int, int, int] | None = None
-        self.snapshot_size = 0
-        self.snapshot_fd: int | None = None
-        self.epoch: str | None = None
-        self.journal_key: tuple[int, int] | None = None
-        self.journal_fd: int | None = None
+        self.version: int | None = None
+        self.next_seq: dict[str, int] = {}
+
+    def connection(self) -> sqlite3.Connection:
+        if self.conn is None:
+            if not os.path.exists(self.path):
+                raise StateFileMissing(
+                    f"simulated host state file {self.path} does not exist; "
+                    f"create it with 'rescue-flow sim init'")
+            self.conn = _connect(self.path)
+        return self.conn
 
     def forget(self) -> None:
-        """Drop the cached state (it may be ahead of the files)."""
+        """Drop the cached state (it may be ahead of the database)."""
         self.data = self.stored = None
-        self.snapshot_key = self.journal_key = None
-        self.epoch = None
-        self.close_files()
+        self.version = None
 
-    def close_files(self) -> None:
-        for name in ("snapshot_fd", "journal_fd"):
-            fd = getattr(self, name)
-            if fd is not None:
-                os.close(fd)
-                setattr(self, name, None)
+    def close(self) -> None:
+        self.forget()
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # isolation_level=None: transactions are begun and ended here, explicitly.
+    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise ValueError(f"simulated host state file {path} is not a simulated "
+                         f"host's database: {exc}") from None
+    return conn
 
 
 _registry: dict[str, _Shared] = {}
@@ -114,15 +118,10 @@ def _shared_for(path: str) -> _Shared:
     with _registry_lock:
         shared = _registry.get(path)
         if shared is None or shared.pid != os.getpid():
-            # A forked child must not reuse the parent's descriptors or cache
-            # (flock locks belong to the open file; the cache is the parent's).
+            # A forked child must not use the parent's connection or cache.
             shared = _Shared(path)
             _registry[path] = shared
         return shared
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"))
 
 
 class Transaction:
@@ -134,24 +133,27 @@ class Transaction:
         self.data: dict[str, Any] = shared.data if shared.data is not None else {}
 
     def commit(self, touched: Mapping[str, set[str] | None] | None = None) -> bool:
-        """Store what changed in ``data`` since it was loaded or last
+        """Write what changed in ``data`` since it was loaded or last
         committed; False if nothing did. ``touched``: the entries that may
         have changed (model.HostState.touched); None compares everything."""
         return self._store._commit(self._shared, touched)
 
     def discard(self) -> None:
-        """Forget in-memory changes; the next load re-reads the files."""
+        """Forget in-memory changes; the next load reads the database."""
         self._shared.forget()
+
+    def make_durable(self) -> None:
+        """Commit now what this transaction wrote (before a simulated crash)."""
+        conn = self._shared.connection()
+        conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
 
 
 class StateStore:
-    """Locked access to one simulated host's files."""
+    """Locked access to one simulated host's database."""
 
     def __init__(self, state_file: str) -> None:
         self.path = os.path.realpath(os.path.abspath(state_file))
-        self.lock_path = self.path + ".lock"
-        self.calls_path = self.path + ".calls"
-        self.journal_path = self.path + ".journal"
         self._cache: _Shared | None = None
 
     def _shared(self) -> _Shared:
@@ -160,174 +162,126 @@ class StateStore:
             cache = self._cache = _shared_for(self.path)
         return cache
 
-    def _file_lock(self) -> Any:
-        return file_lock(self.lock_path)
-
     def exists(self) -> bool:
         return os.path.exists(self.path)
 
     @contextmanager
     def locked(self) -> Iterator[Transaction]:
-        """Hold the lock and yield the current state (loaded or cached)."""
+        """Hold the lock and yield the current state (loaded or cached).
+
+        What the body wrote (commit, call records) is committed at the end,
+        also when it raises: a failed call stays in the call log and keeps
+        its fault's count.
+        """
         shared = self._shared()
-        with self._file_lock():
+        with shared.lock:
+            if not os.path.exists(self.path):  # removed under a live connection
+                shared.close()
+            conn = shared.connection()
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                self._load(shared)
+                self._load(shared, conn)
                 yield Transaction(self, shared)
-            finally:
-                if not _KEEP_OPEN:  # pragma: no cover - Windows
-                    # Windows refuses to replace a file another process holds
-                    # open; the keys stay valid (NTFS ids are not soon reused).
-                    shared.close_files()
+            except BaseException:
+                self._end(shared, conn)
+                raise
+            self._end(shared, conn)
+
+    @staticmethod
+    def _end(shared: _Shared, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            shared.forget()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def replace(self, data: dict[str, Any]) -> None:
-        """Overwrite the state (and empty the call log) under the lock."""
+        """Overwrite the state (and empty the call log)."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         shared = self._shared()
-        with self._file_lock():
+        with shared.lock:
+            shared.close()
+            try:
+                _connect(self.path).close()  # creates it, or checks it
+            except ValueError:  # not a database (a state file of old): replace it
+                for suffix in ("", "-wal", "-shm"):
+                    if os.path.exists(self.path + suffix):
+                        os.remove(self.path + suffix)
+                _connect(self.path).close()
+            conn = shared.connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM entries")
+                conn.execute("DELETE FROM meta")
+                conn.execute("DELETE FROM calls")
+                _write_all(conn, data)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                shared.forget()
+                raise
+            conn.execute("COMMIT")
             shared.forget()
-            self._write_snapshot(shared, data)
-            self._truncate_calls()
 
     def peek(self, read: Callable[[dict[str, Any]], T]) -> T | None:
-        """``read(state)`` without the lock, on the state this process has
-        cached, if neither file changed since; None otherwise (take the lock).
+        """``read(state)`` on the state this process has cached, if no other
+        connection changed the database since; None otherwise (or while
+        another thread holds the lock): then take the lock.
 
         For values only the lock holder replaces (a method's latency), so that
         a call need not queue for the lock twice: once to learn how long to
         sleep, once to apply itself.
         """
         shared = self._shared()
-        data = shared.data
-        if data is None or self._file_keys() != (shared.snapshot_key, shared.journal_key):
+        if shared.data is None or not shared.lock.acquire(blocking=False):
             return None
-        return read(data)
+        try:
+            data = shared.data
+            if data is None or _data_version(shared.connection()) != shared.version:
+                return None
+            return read(data)
+        finally:
+            shared.lock.release()
 
     def read_from_disk(self) -> dict[str, Any]:
         """The state as a process that never saw it loads it (no cache)."""
-        with self._file_lock():
-            fresh = _Shared(self.path)
-            try:
-                self._load(fresh)
-                assert fresh.data is not None
-                return fresh.data
-            finally:
-                fresh.forget()
+        if not self.exists():
+            raise StateFileMissing(f"simulated host state file {self.path} does not exist")
+        conn = _connect(self.path)
+        try:
+            return _read_all(conn)[0]
+        finally:
+            conn.close()
 
     # -- call log ---------------------------------------------------------
 
     def append_call(self, record: dict[str, Any]) -> None:
         """Append one call record; the caller holds the lock."""
-        line = json.dumps(record, separators=(",", ":"), default=repr) + "\n"
-        fd = files.open_fd(self.calls_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        try:
-            files.write_all(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
+        line = json.dumps(record, separators=(",", ":"), default=repr)
+        self._shared().connection().execute("INSERT INTO calls (record) VALUES (?)",
+                                            (line,))
 
     def read_calls(self) -> list[dict[str, Any]]:
         with self.locked():
-            try:
-                with open(self.calls_path, "rb") as f:
-                    return [json.loads(line) for line in f if line.strip()]
-            except FileNotFoundError:
-                return []
+            rows = self._shared().connection().execute(
+                "SELECT record FROM calls ORDER BY id").fetchall()
+        return [json.loads(row[0]) for row in rows]
 
     def clear_calls(self) -> None:
         with self.locked():
-            self._truncate_calls()
+            self._shared().connection().execute("DELETE FROM calls")
 
-    def _truncate_calls(self) -> None:
-        with open(self.calls_path, "wb"):
-            pass
+    # -- loading and writing ------------------------------------------------
 
-    # -- loading ------------------------------------------------------------
-
-    def _file_keys(self) -> tuple[tuple[int, int, int] | None, tuple[int, int] | None]:
-        """The snapshot's and the journal's keys as they are on disk now
-        (None: no such file), to compare with the ones last loaded."""
-        try:
-            st = os.stat(self.path)
-            snapshot: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except FileNotFoundError:
-            snapshot = None
-        try:
-            jst = os.stat(self.journal_path)
-            journal: tuple[int, int] | None = (jst.st_ino, jst.st_size)
-        except FileNotFoundError:
-            journal = None
-        return snapshot, journal
-
-    def _load(self, shared: _Shared) -> None:
-        snapshot, journal = self._file_keys()
-        if snapshot is None:
-            shared.forget()
-            raise StateFileMissing(
-                f"simulated host state file {self.path} does not exist; "
-                f"create it with 'rescue-flow sim init'")
-        if shared.data is not None and snapshot == shared.snapshot_key:
-            known = shared.journal_key
-            if journal == known:
-                return  # nothing changed since this process last looked
-            if journal and known and journal[0] == known[0] and journal[1] > known[1]:
-                self._read_journal(shared, known[1])  # only appended to
-                return
-        shared.forget()
-        self._read_snapshot(shared)
-        self._read_journal(shared, 0)
-
-    def _read_snapshot(self, shared: _Shared) -> None:
-        fd = files.open_fd(self.path, os.O_RDONLY)
-        try:
-            st = os.fstat(fd)
-            text = _read_all(fd, 0).decode("utf-8")
-            try:
-                data = json.loads(text)
-            except ValueError as exc:
-                raise ValueError(f"simulated host state file {self.path} is not "
-                                 f"valid JSON: {exc}") from None
-        except BaseException:
-            os.close(fd)
-            raise
-        shared.epoch = data.pop(EPOCH_KEY, None)
-        shared.data = data
-        shared.stored = changes.clone(data)
-        shared.snapshot_key = (st.st_mtime_ns, st.st_size, st.st_ino)
-        shared.snapshot_size = st.st_size
-        shared.snapshot_fd = _keep_or_close(fd)
-
-    def _read_journal(self, shared: _Shared, offset: int) -> None:
-        """Apply the journal's lines from ``offset`` on (0: from its header)."""
-        assert shared.data is not None and shared.stored is not None
-        if shared.journal_fd is None:
-            try:
-                fd = files.open_fd(self.journal_path, os.O_RDWR | os.O_APPEND)
-            except FileNotFoundError:
-                return  # a host written before journals, or crashed mid-compaction
-            shared.journal_fd = fd
-        raw = _read_all(shared.journal_fd, offset)
-        st = os.fstat(shared.journal_fd)
-        lines = raw.split(b"\n")
-        # A line is complete only with its newline; a torn last line is ignored.
-        complete, used = lines[:-1], len(raw) - len(lines[-1])
-        if offset == 0:
-            header = _parse_line(complete.pop(0)) if complete else None
-            if header is None or header.get("epoch") != shared.epoch \
-                    or shared.epoch is None:
-                # Not this snapshot's journal (a compaction was cut short):
-                # the snapshot already holds all of it.
-                os.close(shared.journal_fd)
-                shared.journal_fd = None
-                return
-        for line in complete:
-            record = _parse_line(line)
-            if record is None:
-                break
-            changes.apply(shared.data, record)
-            changes.apply(shared.stored, changes.clone(record))
-        shared.journal_key = (st.st_ino, offset + used)
-
-    # -- writing ------------------------------------------------------------
+    def _load(self, shared: _Shared, conn: sqlite3.Connection) -> None:
+        version = _data_version(conn)
+        if shared.data is not None and version == shared.version:
+            return  # nothing changed since this process last looked
+        data, next_seq = _read_all(conn)
+        shared.data, shared.stored = data, changes.clone(data)
+        shared.next_seq = next_seq
+        shared.version = version
 
     def _commit(self, shared: _Shared,
                 touched: Mapping[str, set[str] | None] | None) -> bool:
@@ -343,85 +297,84 @@ class StateStore:
                 f"touched (model.HostState.touch); touched {touched}, missed: {missed}")
         if record is None:
             return False
-        fd = self._journal_for_append(shared)
-        if fd is None:
-            self._write_snapshot(shared, shared.data)
-            return True
-        assert shared.journal_key is not None
-        line = (_dumps(record) + "\n").encode("utf-8")
-        files.write_all(fd, line)
-        # What another process will load: normalised by JSON, like the files.
-        stored_record = json.loads(line)
+        _write_record(shared.connection(), shared, record)
+        # What another process will load: normalised by JSON, like the rows.
+        stored_record = json.loads(_dumps(record))
         changes.apply(shared.stored, stored_record)
         changes.apply(shared.data, changes.clone(stored_record))
-        size = shared.journal_key[1] + len(line)
-        shared.journal_key = (shared.journal_key[0], size)
-        if size > max(_COMPACT_MIN_BYTES, shared.snapshot_size):
-            self._write_snapshot(shared, shared.data)
         return True
 
-    def _journal_for_append(self, shared: _Shared) -> int | None:
-        """The journal to append to; None when a new snapshot must be written
-        instead (no journal continues this snapshot, or its last line is
-        torn: a line appended after it would be lost with it)."""
-        if shared.journal_key is None:
-            return None
-        if shared.journal_fd is None:
-            try:
-                shared.journal_fd = files.open_fd(self.journal_path, os.O_RDWR | os.O_APPEND)
-            except FileNotFoundError:
-                return None
-        if os.fstat(shared.journal_fd).st_size != shared.journal_key[1]:
-            return None
-        return shared.journal_fd
 
-    def _write_snapshot(self, shared: _Shared, data: dict[str, Any]) -> None:
-        """Replace the snapshot with ``data`` and start a fresh journal."""
-        epoch = uuid.uuid4().hex
-        text = _dumps({**data, EPOCH_KEY: epoch})
-        snapshot_fd, snapshot_st = _replace_file(self.path, text, fsync=True)
-        shared.forget()
-        journal_fd, journal_st = _replace_file(
-            self.journal_path, _dumps({"epoch": epoch}) + "\n", fsync=False)
-        shared.data = json.loads(text)
-        del shared.data[EPOCH_KEY]
-        shared.stored = changes.clone(shared.data)
-        shared.epoch = epoch
-        shared.snapshot_key = (snapshot_st.st_mtime_ns, snapshot_st.st_size,
-                               snapshot_st.st_ino)
-        shared.snapshot_size = snapshot_st.st_size
-        shared.snapshot_fd = _keep_or_close(snapshot_fd)
-        shared.journal_key = (journal_st.st_ino, journal_st.st_size)
-        shared.journal_fd = journal_fd  # kept open: the next change appends to it
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
-def _replace_file(path: str, text: str, fsync: bool
-                  ) -> tuple[int, os.stat_result]:
-    """Write ``text`` to a temp file and move it over ``path``; return an
-    open descriptor (appending) and its stat."""
-    files.write_atomically(path, text.encode("utf-8"), fsync=fsync, prefix=".simhost-")
-    fd = files.open_fd(path, os.O_RDWR | os.O_APPEND)
-    return fd, os.fstat(fd)
+def _read_all(conn: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, int]]:
+    data: dict[str, Any] = {}
+    for name, value in conn.execute("SELECT name, value FROM meta"):
+        data[name] = json.loads(value)
+    if not data:
+        raise ValueError("the simulated host's database holds no host: run "
+                         "'rescue-flow sim init'")
+    next_seq = {}
+    for section in ROW_SECTIONS:
+        rows = conn.execute("SELECT key, value, seq FROM entries WHERE section = ? "
+                            "ORDER BY seq", (section,)).fetchall()
+        data[section] = {key: json.loads(value) for key, value, _ in rows}
+        next_seq[section] = (rows[-1][2] + 1) if rows else 0
+    return data, next_seq
 
 
-def _read_all(fd: int, offset: int) -> bytes:
-    os.lseek(fd, offset, os.SEEK_SET)  # os.pread is POSIX-only
-    chunks = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _write_all(conn: sqlite3.Connection, data: dict[str, Any]) -> None:
+    for name, value in data.items():
+        if name in ROW_SECTIONS:
+            conn.executemany(
+                "INSERT INTO entries (section, key, value, seq) VALUES (?, ?, ?, ?)",
+                [(name, key, _dumps(entry), seq)
+                 for seq, (key, entry) in enumerate(value.items())])
+        else:
+            conn.execute("INSERT INTO meta (name, value) VALUES (?, ?)",
+                         (name, _dumps(value)))
 
 
-def _parse_line(line: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+def _write_record(conn: sqlite3.Connection, shared: _Shared,
+                  record: dict[str, Any]) -> None:
+    """Write a changes record: rows for the row sections, whole values else."""
+    data = shared.data
+    assert data is not None
+    for name in record.get("drop", ()):
+        conn.execute("DELETE FROM meta WHERE name = ?", (name,))
+    for name, value in record.get("whole", {}).items():
+        if name in ROW_SECTIONS:  # reordered: the section is written again
+            conn.execute("DELETE FROM entries WHERE section = ?", (name,))
+            conn.executemany(
+                "INSERT INTO entries (section, key, value, seq) VALUES (?, ?, ?, ?)",
+                [(name, key, _dumps(entry), seq)
+                 for seq, (key, entry) in enumerate(value.items())])
+            shared.next_seq[name] = len(value)
+        else:
+            _put_meta(conn, name, value)
+    for name, keys in record.get("del", {}).items():
+        if name in ROW_SECTIONS:
+            conn.executemany("DELETE FROM entries WHERE section = ? AND key = ?",
+                             [(name, key) for key in keys])
+        else:
+            _put_meta(conn, name, data[name])
+    for name, entries in record.get("set", {}).items():
+        if name not in ROW_SECTIONS:
+            _put_meta(conn, name, data[name])
+            continue
+        for key, entry in entries.items():
+            # A new key goes last (its seq), a changed one keeps its place.
+            seq = shared.next_seq.get(name, 0)
+            changed = conn.execute(
+                "INSERT INTO entries (section, key, value, seq) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (section, key) DO UPDATE SET value = excluded.value",
+                (name, key, _dumps(entry), seq))
+            if changed.rowcount and key not in (shared.stored or {}).get(name, {}):
+                shared.next_seq[name] = seq + 1
 
 
-def _keep_or_close(fd: int) -> int | None:
-    if _KEEP_OPEN:
-        return fd
-    os.close(fd)  # pragma: no cover - Windows
-    return None
+def _put_meta(conn: sqlite3.Connection, name: str, value: Any) -> None:
+    conn.execute("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) "
+                 "DO UPDATE SET value = excluded.value", (name, _dumps(value)))

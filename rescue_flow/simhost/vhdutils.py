@@ -9,7 +9,7 @@ compares annotations and os-win has none.
 
 from __future__ import annotations
 
-import os
+import ntpath
 from typing import Any
 
 from rescue_flow.simhost.engine import SimUtils, oswin_call
@@ -38,7 +38,8 @@ def _win32_error(func: str, code: int, message: str) -> exceptions.VHDWin32APIEx
 
 
 def _extension_format(path: str) -> str:
-    return os.path.splitext(path)[1][1:].upper()
+    # ntpath splits on both separators, so it reads POSIX paths right too.
+    return ntpath.splitext(path)[1][1:].upper()
 
 
 def _open(st: HostState, vhd_path: Any) -> dict[str, Any]:

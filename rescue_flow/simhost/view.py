@@ -48,7 +48,16 @@ def _vm_view(st: HostState, vm: dict[str, Any]) -> dict[str, Any]:
         "nics": [{"name": name, "mac": mac_with_colons(nic["mac"]),
                   "switch": nic["switch"]}
                  for name, nic in sorted(vm["nics"].items())],
+        "checkpoints": list(vm.get("checkpoints", [])),
+        "secure_boot": secure_boot_view(vm),
     }
+
+
+def secure_boot_view(vm: dict[str, Any]) -> str | None:
+    """None on Gen1 (no UEFI); "off", or the template of an enabled Gen2 VM."""
+    if vm["generation"] != constants.VM_GEN_2:
+        return None
+    return vm.get("secure_boot_template") if vm.get("secure_boot") else "off"
 
 
 def build_view(data: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +76,8 @@ def to_json(view: dict[str, Any]) -> str:
 
 
 def render_text(view: dict[str, Any], faults: dict[str, Any] | None = None,
-                latency: dict[str, float] | None = None) -> str:
+                latency: dict[str, float] | None = None,
+                profile: dict[str, Any] | None = None) -> str:
     """A tree for people: VMs with their drives, NICs and boot order."""
     lines = [f"switches: {', '.join(view['switches']) or '(none)'}", "images:"]
     for image_id, image in sorted(view["images"].items()):
@@ -87,6 +97,10 @@ def render_text(view: dict[str, Any], faults: dict[str, Any] | None = None,
         for nic in vm["nics"]:
             lines.append(f"    nic {nic['name']}  {nic['mac']}  "
                          f"-> {nic['switch'] or '(not connected)'}")
+        if vm["secure_boot"] is not None:
+            lines.append(f"    secure boot: {vm['secure_boot']}")
+        if vm["checkpoints"]:
+            lines.append(f"    checkpoints: {', '.join(vm['checkpoints'])}")
         order = [BOOT_DEVICE_NAMES.get(e, str(e)) if isinstance(e, int) else e
                  for e in vm["boot_order"]]
         lines.append(f"    boot: {', '.join(order) or '(empty)'}")
@@ -98,6 +112,9 @@ def render_text(view: dict[str, Any], faults: dict[str, Any] | None = None,
         times = "always" if fault["times"] is None else f"{fault['times']} time(s)"
         lines.append(f"fault: {method}  {fault['mode']}  after {fault['after']}, "
                      f"{times}  (seen {fault['seen']})")
+    if profile:
+        lines.append(f"cost profile: {profile['name']} x {profile['scale']:g} "
+                     f"({len(view['vms'])} VMs)")
     for method, seconds in sorted((latency or {}).items()):
         lines.append(f"latency: {method}  {seconds:g} s")
     return "\n".join(lines) + "\n"

@@ -32,6 +32,7 @@ from rescue_flow.simhost.model import (
     HostState,
     is_uuid_like,
     refuse,
+    refuse_while_on,
 )
 from rescue_flow.simhost.oswin import constants, exceptions
 
@@ -47,6 +48,9 @@ _ENTERED_FROM = {
 _DEFAULT_MEMORY_MB = 512  # what Hyper-V gives a VM defined without memory settings
 _MEMORY_WEIGHT = 5000  # Hyper-V's default memory weight
 _NUMA_NODE_MB = 65536  # MaxMemoryBlocksPerNumaNode of a host with 64 GiB per node
+# Hyper-V's Secure Boot templates (Msvm_VirtualSystemSettingData ElementName).
+SECURE_BOOT_WINDOWS = "MicrosoftWindows"
+SECURE_BOOT_LINUX = "MicrosoftUEFICertificateAuthority"
 
 
 def _start(st: HostState, vm_name: str, vm: dict[str, Any]) -> None:
@@ -80,7 +84,7 @@ class SimVMUtils(SimUtils):
 
     @oswin_call(mutates=False)
     def vm_exists(self, st: HostState, vm_name):
-        return vm_name in st.data["vms"]
+        return st.vm_key(vm_name) is not None
 
     @oswin_call(mutates=False)
     def get_vm_generation(self, st: HostState, vm_name):
@@ -128,9 +132,10 @@ class SimVMUtils(SimUtils):
         """Define a VM (off, 512 MB, 1 vCPU; Gen1 gets IDE controllers 0 and 1).
 
         Unlike real Hyper-V, which allows two VMs with one name (and os-win
-        then fails on every lookup of that name), a duplicate name is refused.
+        then fails on every lookup of that name), a duplicate name (ignoring
+        case, as lookups do) is refused.
         """
-        if vm_name in st.data["vms"]:
+        if st.vm_key(vm_name) is not None:
             raise refuse(f"a VM named {vm_name!r} exists (the simulated host "
                           f"does not model duplicate names)")
         gen = constants.VM_GEN_2 if vm_gen == constants.VM_GEN_2 else constants.VM_GEN_1
@@ -144,10 +149,17 @@ class SimVMUtils(SimUtils):
                   configuration_root_dir=None, snapshot_dir=None,
                   host_shutdown_action=None, vnuma_enabled=None,
                   snapshot_type=None, is_planned_vm=False, chassis_asset_tag=None):
-        """Set memory (static: dynamic_mem_ratio is ignored), vCPUs, config root."""
+        """Set memory (static: dynamic_mem_ratio is ignored), vCPUs, config root.
+
+        The vCPU count of a running VM cannot change (Hyper-V refuses the
+        job); static memory can, as on Windows Server 2016 and later.
+        """
         vm = st.vm(vm_name)
         if int(memory_mb) < 32 or int(vcpus_num) < 1:
             raise refuse(f"memory {memory_mb} MB / {vcpus_num} vCPUs is invalid")
+        if disks.is_on(vm) and int(vcpus_num) != vm["vcpus"]:
+            raise refuse_while_on(f"VM {vm_name!r} is running: its vCPU count changes only "
+                          f"while it is off")
         vm["memory_mb"] = int(memory_mb)
         vm["vcpus"] = int(vcpus_num)
         if memory_per_numa_node:
@@ -159,7 +171,7 @@ class SimVMUtils(SimUtils):
     def destroy_vm(self, st: HostState, vm_name):
         """Remove the VM with its NICs; its disk files stay, now detached."""
         st.vm(vm_name)
-        del st.data["vms"][vm_name]
+        del st.data["vms"][st.vm_key(vm_name)]
 
     @oswin_call(mutates=True)
     def set_vm_state(self, st: HostState, vm_name, req_state):
@@ -194,7 +206,11 @@ class SimVMUtils(SimUtils):
 
     @oswin_call(mutates=True)
     def create_scsi_controller(self, st: HostState, vm_name):
-        disks.add_controller(st.vm(vm_name), constants.CTRL_TYPE_SCSI)
+        vm = st.vm(vm_name)
+        if disks.is_on(vm):
+            raise refuse_while_on(f"VM {vm_name!r} is running: controllers are added with "
+                          f"the VM off")
+        disks.add_controller(vm, constants.CTRL_TYPE_SCSI)
 
     @oswin_call(mutates=False)
     def get_vm_scsi_controller(self, st: HostState, vm_name):
@@ -320,12 +336,31 @@ class SimVMUtils(SimUtils):
         found = st.find_nic(nic_name)
         if found is not None:
             _, vm, _ = found
-            del vm["nics"][nic_name]
-            st.boot_order_remove(vm, NETWORK_BOOT_PREFIX + nic_name)
+            real = st.nic_key(vm, nic_name) or nic_name
+            del vm["nics"][real]
+            st.boot_order_remove(vm, NETWORK_BOOT_PREFIX + real)
 
     @oswin_call(mutates=False)
     def get_vm_nic_names(self, st: HostState, vm_name):
         return list(st.vm(vm_name)["nics"])
+
+    # -- firmware ---------------------------------------------------------------
+
+    @oswin_call(mutates=True)
+    def enable_secure_boot(self, st: HostState, vm_name, msft_ca_required):
+        """Enable Secure Boot, with the Microsoft UEFI Certificate Authority
+        template when ``msft_ca_required`` (Linux guests) and the Microsoft
+        Windows template otherwise (os-win's VMUtils10). Gen1 VMs have no
+        UEFI and a running VM's firmware settings are fixed: both refused."""
+        vm = st.vm(vm_name)
+        if vm["generation"] != constants.VM_GEN_2:
+            raise refuse(f"VM {vm_name!r} is generation 1: Secure Boot needs UEFI (Gen2)")
+        if disks.is_on(vm):
+            raise refuse_while_on(f"VM {vm_name!r} is running: firmware settings change only "
+                          f"while it is off")
+        vm["secure_boot"] = True
+        vm["secure_boot_template"] = SECURE_BOOT_LINUX if msft_ca_required \
+            else SECURE_BOOT_WINDOWS
 
 
 def new_vm_record(gen: int, instance_path: str, notes: list[str] | None
@@ -338,7 +373,11 @@ def new_vm_record(gen: int, instance_path: str, notes: list[str] | None
         "config_root": instance_path, "soft_shutdown": "clean",
         "boot_order": list(GEN1_DEFAULT_BOOT_ORDER)
         if gen == constants.VM_GEN_1 else [],
-        "controllers": [], "nics": {}}
+        "controllers": [], "nics": {}, "checkpoints": []}
+    if gen == constants.VM_GEN_2:
+        # os-win's create_vm sets SecureBootEnabled = False; the template
+        # stays Hyper-V's default until enable_secure_boot picks one.
+        vm.update(secure_boot=False, secure_boot_template=SECURE_BOOT_WINDOWS)
     if gen == constants.VM_GEN_1:
         disks.add_controller(vm, constants.CTRL_TYPE_IDE, 0)
         disks.add_controller(vm, constants.CTRL_TYPE_IDE, 1)

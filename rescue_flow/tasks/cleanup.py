@@ -2,9 +2,12 @@
 
 They run only once the instance runs again. They have no revert: undoing a
 finished unrescue because a clean-up failed would take a working instance
-down again. Transient errors are retried by the host adapter; a permanent
-one is reported as a leftover instead of failing the flow, and the next
-unrescue (or the worker) removes it, since these steps are idempotent.
+down again. So they are retried until they hold: every error, not only the
+transient ones the host adapter retries, gets ``[retry] attempts`` tries
+with the same backoff (a job refused once, a file in use a moment longer,
+often passes the next time). Only what still fails then is reported as a
+leftover instead of failing the flow, and the next unrescue (or the worker)
+removes it, since these steps are idempotent.
 """
 
 from __future__ import annotations
@@ -14,20 +17,23 @@ from collections.abc import Callable
 from typing import Any
 
 from rescue_flow import exceptions, records
+from rescue_flow.hyperv.host import HyperVHost
 from rescue_flow.tasks.base import HostTask, config
 from rescue_flow.tasks.disks import restore_root_on_instance
 
 LOG = logging.getLogger(__name__)
 
 
-def _leftover_unless_done(what: str, action: Callable[[], None]) -> str | None:
-    """Run a clean-up action; on any error, report ``what`` as left over.
+def _leftover_unless_done(host: HyperVHost, what: str,
+                          action: Callable[[], None]) -> str | None:
+    """Run a clean-up action until it holds; if it never does, report ``what``
+    as left over.
 
     Any error, not just Hyper-V's: an exception escaping here would make
     TaskFlow revert the whole unrescue and take the running instance down.
     """
     try:
-        action()
+        host.until_done(action)
     except Exception as exc:
         LOG.exception("Could not remove %s; a later unrescue will: %s", what, exc)
         return f"{what}: {exc}"
@@ -44,7 +50,7 @@ class DestroyRescueVM(HostTask):
     def execute(self, rescue_vm: str | None) -> str | None:
         if rescue_vm is None:
             return None
-        return _leftover_unless_done(f"VM {rescue_vm}",
+        return _leftover_unless_done(self.host, f"VM {rescue_vm}",
                                      lambda: self.host.destroy_vm(rescue_vm))
 
 
@@ -64,7 +70,7 @@ class DeleteRescueDisk(HostTask):
                 raise exceptions.RescueFlowError(f"still attached to {rescue_vm}")
             self.host.delete_file(rescue_disk)
 
-        return _leftover_unless_done(f"file {rescue_disk}", delete)
+        return _leftover_unless_done(self.host, f"file {rescue_disk}", delete)
 
 
 class EnsureRootDiskOnInstance(HostTask):

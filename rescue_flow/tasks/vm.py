@@ -40,13 +40,18 @@ class CreateRescueVM(HostTask):
 
     default_provides = "rescue_vm"
 
-    def execute(self, original: dict[str, Any], instance_uuid: str,
-                request_id: str) -> str:
+    def execute(self, original: dict[str, Any], instance_uuid: str, request_id: str,
+                image_os_secure_boot: str | None = None,
+                image_os_type: str | None = None) -> str:
         record = config(original)
         name = layout.rescue_vm_name(record.name)
         self.host.create_vm(name, record.generation, record.memory_mb, record.vcpus,
                             record.instance_dir,
                             rescue_vm_notes(instance_uuid, record, request_id))
+        secure_boot = records.SecureBoot.from_request(image_os_secure_boot, image_os_type)
+        if secure_boot is not None and secure_boot.required:
+            # Before anything boots it, as compute-hyperv does at spawn.
+            self.host.enable_secure_boot(name, secure_boot.msft_ca_required)
         return name
 
     def revert(self, original: dict[str, Any], **kwargs: Any) -> None:

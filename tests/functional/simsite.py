@@ -49,15 +49,24 @@ def new_request_id() -> str:
     return f"req-{uuid.uuid4()}"
 
 
+# The default [hyperv] instances_path: sites are Windows hosts unless a test
+# asks for POSIX paths (path_style="posix": instances in tmp_path).
+WINDOWS_INSTANCES = r"C:\OpenStack\Instances"
+
+
 def make_site(tmp_path: Any, persistence_url: str | None = None,
-              **hyperv_overrides: Any) -> Site:
-    """A seeded-image host in ``tmp_path``; its history is on ``persistence_url``
-    (any SQLAlchemy URL, e.g. the ``db_url`` fixture), else SQLite in ``tmp_path``."""
+              path_style: str = "windows", **hyperv_overrides: Any) -> Site:
+    """A seeded-image host whose state is in ``tmp_path``; its history is on
+    ``persistence_url`` (any SQLAlchemy URL, e.g. the ``db_url`` fixture), else
+    SQLite in ``tmp_path``."""
     state_path = os.path.join(tmp_path, "state")
-    instances = os.path.join(tmp_path, "instances")
+    instances = WINDOWS_INSTANCES if path_style == "windows" \
+        else os.path.join(tmp_path, "instances")
     overrides: dict[str, dict[str, Any]] = {
         "DEFAULT": {"state_path": state_path, "host": "hv-test"},
-        "hyperv": {"driver": "simulated", "instances_path": instances,
+        # A Windows site keeps the default instances_path (the same path).
+        "hyperv": {"driver": "simulated",
+                   **({} if path_style == "windows" else {"instances_path": instances}),
                    "soft_shutdown_timeout": 1, "power_state_poll_interval": 0.01,
                    **hyperv_overrides},
         "retry": {"initial_backoff": 0.0, "max_backoff": 0.0},
@@ -65,7 +74,7 @@ def make_site(tmp_path: Any, persistence_url: str | None = None,
     if persistence_url is not None:
         overrides["persistence"] = {"connection": persistence_url}
     conf = config.make_conf(overrides=overrides)
-    sim = SimulatedHost.init(conf.simulated.state_file, instances)
+    sim = SimulatedHost.init(conf.simulated.state_file, instances, path_style=path_style)
     sim.add_image(GEN1_IMAGE, 1, "vhd")
     sim.add_image(GEN2_IMAGE, 2, "vhdx")
     history = History.from_conf(conf)
@@ -75,8 +84,9 @@ def make_site(tmp_path: Any, persistence_url: str | None = None,
 class Bench:
     """A seeded host whose state file can be put back to a saved point."""
 
-    def __init__(self, tmp_path, generation, nics, persistence_url=None):
-        self.site = make_site(str(tmp_path), persistence_url)
+    def __init__(self, tmp_path, generation, nics, persistence_url=None,
+                 path_style="windows"):
+        self.site = make_site(str(tmp_path), persistence_url, path_style=path_style)
         image = GEN1_IMAGE if generation == 1 else GEN2_IMAGE
         self.site.sim.add_vm(BENCH_VM, BENCH_UUID, image, nics=nics, config_drive=True)
         self.image = image

@@ -43,7 +43,7 @@ def _run(site: Any, prefix: str) -> list[str]:
     handle("rescue", GEN2_UUID, GEN2_IMAGE)
     site.sim.clear_faults()
     handle("rescue", GEN2_UUID, GEN2_IMAGE)
-    site.sim.set_fault("remove", "permanent", times=1)
+    site.sim.set_fault("remove", "permanent", times=site.conf.retry.attempts)
     handle("unrescue", GEN2_UUID)
     handle("rescue", GEN2_UUID, GEN2_IMAGE)  # cleans up first, in the same logbook
     return outcomes

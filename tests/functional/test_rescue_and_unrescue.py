@@ -158,7 +158,8 @@ def test_an_unrescue_cut_short_between_the_two_vms_is_finished_by_the_next_unres
 def test_cleaning_up_leftovers_leaves_a_stopped_instance_stopped(site):
     site.sim.add_vm("instance-00000003", GEN1_UUID, GEN1_IMAGE)  # running
     site.rescue(GEN1_UUID, GEN1_IMAGE)
-    site.sim.set_fault("destroy_vm", "permanent", times=1)
+    # Clean-up is retried [retry] attempts times: fail every one of them.
+    site.sim.set_fault("destroy_vm", "permanent", times=site.conf.retry.attempts)
     assert site.unrescue(GEN1_UUID).leftovers
     site.runner.host.power_off("instance-00000003")  # the operator stopped it since
     stopped = site.view()

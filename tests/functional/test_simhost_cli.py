@@ -28,7 +28,7 @@ def sim(config: Path, *args: str) -> int:
 
 
 def state_file(config: Path) -> str:
-    return str(config.parent / "state" / "simulated-host.json")
+    return str(config.parent / "state" / "simulated-host.sqlite")
 
 
 @pytest.fixture
@@ -110,6 +110,22 @@ def test_sim_latency_and_clear_faults(seeded):
     assert sim(seeded, "clear-faults") == 0
     assert host.armed_faults() == {"faults": {}, "latency": {}}
     assert sim(seeded, "latency", "get_vm_state", "-1") == 2
+
+
+def test_sim_profile_prices_every_call_and_sim_latency_still_overrides(seeded, capsys):
+    host = SimulatedHost(state_file(seeded))
+    assert sim(seeded, "profile", "wmi", "--scale", "0.001") == 0
+    assert "cost profile wmi x 0.001" in capsys.readouterr().out
+    assert sim(seeded, "latency", "get_vm_state", "0.002") == 0
+    host.clear_calls()
+    host.vmutils.get_vm_state("instance-00000001")
+    host.vmutils.list_instance_notes()
+    costs = [call["cost"] for call in host.calls()]
+    assert costs[0] == 0.002 and 0 < costs[1] < 0.001
+    assert "cost profile: wmi x 0.001" in host.view_text()
+    assert sim(seeded, "profile", "off") == 0
+    assert host.cost_profile() is None
+    assert sim(seeded, "profile", "/no/such/profile.json") == 2
 
 
 def test_sim_calls_lists_the_calls_and_clear_calls_empties_the_log(seeded, capsys):

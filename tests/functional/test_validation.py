@@ -66,7 +66,7 @@ def test_a_leftover_rescue_disk_is_cleaned_up_before_a_new_rescue(site):
     site.sim.add_vm("instance-00000001", GEN1_UUID, GEN1_IMAGE)
     before = site.view()
     assert site.rescue(GEN1_UUID, GEN1_IMAGE).outcome is Outcome.SUCCESS
-    site.sim.set_fault("destroy_vm", "permanent", times=1)
+    site.sim.set_fault("destroy_vm", "permanent", times=site.conf.retry.attempts)
     unrescued = site.unrescue(GEN1_UUID)
     assert unrescued.outcome is Outcome.SUCCESS and unrescued.leftovers
 

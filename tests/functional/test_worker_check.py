@@ -41,7 +41,7 @@ class Setup:
             "hyperv": {"driver": "simulated", "instances_path": tmp_path / "instances"},
             "metrics": {"enabled": "true", "bind_host": "127.0.0.1", "port": closed_port()},
         }
-        SimulatedHost.init(str(self.state / "simulated-host.json"),
+        SimulatedHost.init(str(self.state / "simulated-host.sqlite"),
                            str(tmp_path / "instances"))
 
     def change(self, section: str, **values: Any) -> Setup:
@@ -134,7 +134,7 @@ def test_a_database_driver_that_is_not_installed_fails_the_persistence_check(
 
 
 def test_a_missing_simulated_state_file_fails_the_hyperv_check(setup, capsys) -> None:
-    (setup.state / "simulated-host.json").unlink()
+    (setup.state / "simulated-host.sqlite").unlink()
     code, lines, _ = setup.check(capsys)
     assert code == 1
     assert lines["hyperv"].startswith("FAILED: StateFileMissing: simulated host state file")
@@ -142,7 +142,7 @@ def test_a_missing_simulated_state_file_fails_the_hyperv_check(setup, capsys) ->
 
 
 def test_a_corrupt_simulated_state_file_fails_the_hyperv_check(setup, capsys) -> None:
-    (setup.state / "simulated-host.json").write_text("{not json")
+    (setup.state / "simulated-host.sqlite").write_text("{not json")
     code, lines, _ = setup.check(capsys)
     assert code == 1
     assert lines["hyperv"].startswith("FAILED: ")

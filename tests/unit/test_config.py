@@ -117,12 +117,12 @@ def test_state_file_interpolates_state_path(tmp_path: Path) -> None:
         [DEFAULT]
         state_path = {tmp_path}/state
     """)
-    assert conf.simulated.state_file == f"{tmp_path}/state/simulated-host.json"
+    assert conf.simulated.state_file == f"{tmp_path}/state/simulated-host.sqlite"
 
 
 def test_state_file_interpolates_overridden_state_path(tmp_path: Path) -> None:
     conf = config.make_conf(overrides={"DEFAULT": {"state_path": str(tmp_path)}})
-    assert conf.simulated.state_file == f"{tmp_path}/simulated-host.json"
+    assert conf.simulated.state_file == f"{tmp_path}/simulated-host.sqlite"
 
 
 def test_explicit_state_file_wins(tmp_path: Path) -> None:

@@ -229,12 +229,29 @@ def test_attach_disk_uses_the_recorded_controller_and_slot(host, utils):
                                             drive_type=constants.DISK)
 
 
-def test_attach_disk_is_a_no_op_when_the_disk_is_already_there(host, utils):
+def test_attach_disk_refused_because_the_disk_is_already_there_is_done(host, utils):
+    utils["vmutils"].attach_drive.side_effect = os_exc.WMIJobFailed(
+        job_state=10, error_code=32773, error_summ_desc="in use", error_desc="")
     utils["vmutils"].get_vm_storage_paths.return_value = (["/INST/VM/ROOT.VHD"], [])
 
     host.attach_disk("vm", records.DiskAttachment("/inst/vm/root.vhd", "IDE", 0, 0))
 
-    utils["vmutils"].attach_drive.assert_not_called()
+    utils["vmutils"].attach_drive.assert_called_once()
+
+
+def test_attach_disk_refused_for_another_reason_fails(host, utils):
+    utils["vmutils"].attach_drive.side_effect = os_exc.WMIJobFailed(
+        job_state=10, error_code=32773, error_summ_desc="slot in use", error_desc="")
+    utils["vmutils"].get_vm_storage_paths.return_value = (["/inst/vm/other.vhd"], [])
+
+    with pytest.raises(exceptions.PermanentHyperVError):
+        host.attach_disk("vm", records.DiskAttachment("/inst/vm/root.vhd", "IDE", 0, 0))
+
+
+def test_attach_disk_reads_the_vms_storage_only_when_the_attach_is_refused(host, utils):
+    host.attach_disk("vm", records.DiskAttachment("/inst/vm/root.vhd", "IDE", 0, 0))
+
+    utils["vmutils"].get_vm_storage_paths.assert_not_called()
 
 
 def test_detach_disk_leaves_a_disk_that_another_vm_holds(host, utils):
@@ -280,16 +297,29 @@ def test_create_vm_completes_a_half_created_vm(host, utils):
     vm.create_scsi_controller.assert_called_once_with("vm-rescue")
 
 
+def _file_exists_error() -> Exception:
+    return os_exc.VHDWin32APIException("CreateVirtualDisk failed. Error code: 80",
+                                       error_code=80)
+
+
 def test_create_differencing_disk_accepts_its_own_earlier_result(host, utils):
+    utils["vhdutils"].create_differencing_vhd.side_effect = _file_exists_error()
     utils["pathutils"].exists.return_value = True
     utils["vhdutils"].get_vhd_info.return_value = {"ParentPath": "/inst/_base/img.vhdx"}
 
     host.create_differencing_disk("/inst/vm/root-rescue.vhdx", "/inst/_base/img.vhdx")
 
-    utils["vhdutils"].create_differencing_vhd.assert_not_called()
+    utils["vhdutils"].create_differencing_vhd.assert_called_once()
+
+
+def test_create_differencing_disk_looks_at_the_file_only_when_refused(host, utils):
+    host.create_differencing_disk("/inst/vm/root-rescue.vhdx", "/inst/_base/img.vhdx")
+
+    utils["pathutils"].exists.assert_not_called()
 
 
 def test_create_differencing_disk_refuses_a_file_with_another_parent(host, utils):
+    utils["vhdutils"].create_differencing_vhd.side_effect = _file_exists_error()
     utils["pathutils"].exists.return_value = True
     utils["vhdutils"].get_vhd_info.return_value = {"ParentPath": "/inst/_base/other.vhdx"}
 
@@ -331,7 +361,22 @@ def test_a_listed_switch_the_host_lacks_is_skipped_not_fatal(host, utils):
     utils["netutils"].get_vnic_mac_address.return_value = "FA163E000001"
     utils["netutils"].get_port_by_id.side_effect = [
         os_exc.HyperVvSwitchNotFound(vswitch_name="external"), {"port": "nic-a"}]
+    utils["netutils"].get_vswitch_id.side_effect = os_exc.HyperVvSwitchNotFound(
+        vswitch_name="external")
 
     config = host.read_vm_config("instance-00000001")
 
     assert config.nics == (records.Nic("nic-a", "FA:16:3E:00:00:01", "internal"),)
+
+
+def test_a_switch_that_exists_but_fails_its_port_lookup_fails_the_read(host, utils):
+    # Skipping it would give the rescue VM an unconnected NIC.
+    _gen2_instance(utils["vmutils"])
+    utils["vmutils"].get_vm_nic_names.return_value = ["nic-a"]
+    utils["netutils"].get_vnic_mac_address.return_value = "FA163E000001"
+    utils["netutils"].get_port_by_id.side_effect = os_exc.HyperVvSwitchNotFound(
+        vswitch_name="external")
+    utils["netutils"].get_vswitch_id.return_value = "switch-id"
+
+    with pytest.raises(exceptions.HyperVObjectNotFound):
+        host.read_vm_config("instance-00000001")

@@ -74,7 +74,8 @@ DRIVER_FIELDS = {"start_by": "2026-12-06T23:41:00+00:00",
     ("shutdown_timeout", True, "shutdown_timeout must be a whole number"),
     ("shutdown_timeout", 1.5, "shutdown_timeout must be a whole number"),
     ("nova_request_id", "", "nova_request_id must be a non-empty string"),
-    ("image_os_secure_boot", 1, "image_os_secure_boot must be a non-empty string"),
+    ("image_os_secure_boot", "sometimes", "image os_secure_boot must be one of"),
+    ("image_os_type", "", "image_os_type must be a non-empty string"),
 ])
 def test_bad_driver_fields_are_refused_with_their_name(field, value, says) -> None:
     with pytest.raises(exceptions.InvalidRequest, match=says):

@@ -30,16 +30,16 @@ def _outcomes(host: SimulatedHost, calls: int) -> list[str]:
         try:
             host.vmutils.get_vm_state("vm1")
             results.append("ok")
-        except exceptions.HyperVException:
+        except (exceptions.HyperVException, exceptions.x_wmi):
             results.append("fail")
     return results
 
 
-def test_a_permanent_fault_raises_hyperv_exception_and_not_wmi_job_failed(host):
+def test_a_permanent_fault_of_a_wmi_job_raises_wmi_job_failed_invalid_parameter(host):
     host.set_fault("set_vm_state", "permanent")
-    with pytest.raises(exceptions.HyperVException) as err:
+    with pytest.raises(exceptions.WMIJobFailed) as err:
         host.vmutils.set_vm_state("vm1", OFF)
-    assert type(err.value) is exceptions.HyperVException
+    assert err.value.error_code == 32773
     assert "simulated permanent fault in set_vm_state" in str(err.value)
 
 

@@ -1,11 +1,12 @@
-"""The state is a snapshot plus a journal of changes: a change appends what
-it changed, nothing is written when nothing changed, and a process re-reads
-only what another process wrote."""
+"""The state is an SQLite database: a change writes the rows it changed,
+nothing when nothing changed, and a process reads the state again only when
+another process has committed since."""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -22,25 +23,24 @@ OFF = constants.HYPERV_VM_STATE_DISABLED
 
 @pytest.fixture
 def host(tmp_path: Path) -> SimulatedHost:
-    host = SimulatedHost.init(str(tmp_path / "host.json"), "/sim/instances")
+    host = SimulatedHost.init(str(tmp_path / "host.sqlite"), "/sim/instances")
     host.add_image("img", 1, "vhdx")
     host.add_vm("vm1", UUID1, "img")
     host.add_vm("vm2", UUID2, "img")
     return host
 
 
-def _journal(host: SimulatedHost) -> str:
-    return host.state_file + ".journal"
-
-
-def _stamps(host: SimulatedHost) -> tuple[tuple[int, int, int], ...]:
-    return tuple((st.st_ino, st.st_mtime_ns, st.st_size)
-                 for st in map(os.stat, (host.state_file, _journal(host))))
-
-
-def _records(host: SimulatedHost) -> list[dict]:
-    with open(_journal(host)) as f:
-        return [json.loads(line) for line in f][1:]  # without the header
+def _rows(host: SimulatedHost) -> dict[tuple[str, str], str]:
+    """Every row of the state (not the call log), read by a connection of its own."""
+    conn = sqlite3.connect(host.state_file)
+    try:
+        rows = {(section, key): value for section, key, value in
+                conn.execute("SELECT section, key, value FROM entries")}
+        rows.update({("meta", name): value for name, value in
+                     conn.execute("SELECT name, value FROM meta")})
+        return rows
+    finally:
+        conn.close()
 
 
 def _on_disk(host: SimulatedHost) -> dict:
@@ -49,7 +49,7 @@ def _on_disk(host: SimulatedHost) -> dict:
 
 @pytest.fixture
 def other_process(host):
-    """Run calls through a cache of their own, as another process would."""
+    """Run calls through a connection and cache of their own, as another process would."""
     path = os.path.realpath(host.state_file)
 
     def run(call):
@@ -57,135 +57,89 @@ def other_process(host):
         try:
             return call(SimulatedHost(host.state_file))
         finally:
-            store._registry.pop(path).forget()
+            store._registry.pop(path).close()
             store._registry[path] = mine
     return run
 
 
-def test_read_only_calls_write_nothing(host):
-    before = _stamps(host)
+def test_read_only_calls_write_no_state(host):
+    before = _rows(host)
     host.vmutils.get_vm_state("vm1")
-    host.vmutils.get_vm_storage_paths("vm1")
+    host.vmutils.list_instance_notes()
     host.view()
-    assert _stamps(host) == before
+    assert _rows(host) == before
+    assert [c["method"] for c in host.calls()][-2:] == ["get_vm_state",
+                                                       "list_instance_notes"]
 
 
 def test_a_change_that_changes_nothing_writes_nothing(host):
-    before = _stamps(host)
-    host.vmutils.set_vm_state("vm1", constants.HYPERV_VM_STATE_ENABLED)
-    host.vmutils.detach_vm_disk("vm1", "/no/such.vhdx", is_physical=False)
-    assert _stamps(host) == before
-
-
-def test_a_change_appends_only_what_it_changed(host):
-    snapshot = Path(host.state_file).read_text()
-    records = len(_records(host))
     host.vmutils.set_vm_state("vm1", OFF)
-    assert Path(host.state_file).read_text() == snapshot
-    new = _records(host)[records:]
-    assert len(new) == 1
-    assert list(new[0]) == ["set"] and list(new[0]["set"]) == ["vms"]
-    assert list(new[0]["set"]["vms"]) == ["vm1"]  # not vm2, not the whole host
-    assert new[0]["set"]["vms"]["vm1"]["state"] == OFF
-    assert sorted(os.listdir(os.path.dirname(host.state_file))) == [
-        "host.json", "host.json.calls", "host.json.journal", "host.json.lock"]
+    before = _rows(host)
+    host.vmutils.set_vm_state("vm1", OFF)  # already off
+    assert _rows(host) == before
 
 
-def test_the_files_hold_exactly_the_state_this_process_sees(host):
+def test_a_change_writes_only_the_rows_it_changed(host):
+    before = _rows(host)
     host.vmutils.set_vm_state("vm1", OFF)
-    host.vmutils.destroy_vm("vm2")
-    host.pathutils.makedirs("/sim/extra")
+    after = _rows(host)
+    assert {key for key in after if after[key] != before.get(key)} == {("vms", "vm1")}
+
+
+def test_the_database_holds_exactly_the_state_this_process_sees(host):
+    host.vmutils.set_vm_state("vm1", OFF)
+    host.pathutils.makedirs("/sim/instances/vm3")
     with store.StateStore(host.state_file).locked() as tx:
-        cached = json.dumps(tx.data)  # the order of keys included
-    assert json.dumps(_on_disk(host)) == cached
+        assert _on_disk(host) == tx.data
 
 
 def test_an_unchanged_state_is_not_read_again(host, monkeypatch):
-    reads: list[str] = []
-    for name in ("_read_snapshot", "_read_journal"):
-        real = getattr(store.StateStore, name)
-        monkeypatch.setattr(store.StateStore, name,
-                            lambda self, *a, _n=name, _r=real: reads.append(_n) or _r(self, *a))
-    for _ in range(5):
-        host.vmutils.get_vm_state("vm1")
-    host.vmutils.set_vm_state("vm1", OFF)
+    host.vmutils.get_vm_state("vm1")
+    reads: list[int] = []
+    real = store._read_all
+    monkeypatch.setattr(store, "_read_all", lambda conn: reads.append(1) or real(conn))
+    host.vmutils.get_vm_state("vm1")
+    host.vmutils.set_vm_state("vm1", OFF)  # our own change: nothing to read
     host.vmutils.get_vm_state("vm1")
     assert reads == []
 
 
-def test_a_change_by_another_process_is_read_from_the_journal_alone(host, other_process,
-                                                                    monkeypatch):
-    host.vmutils.get_vm_state("vm1")  # this process has the state cached
-    other_process(lambda h: h.vmutils.set_vm_state("vm1", OFF))
-    snapshots: list[int] = []
-    real = store.StateStore._read_snapshot
-    monkeypatch.setattr(store.StateStore, "_read_snapshot",
-                        lambda self, shared: snapshots.append(1) or real(self, shared))
-    assert host.vmutils.get_vm_state("vm1") == OFF
-    assert snapshots == []
+def test_a_change_by_another_process_is_read(host, other_process):
+    host.vmutils.get_vm_state("vm1")  # cached
+    other_process(lambda h: h.vmutils.set_vm_state("vm2", OFF))
+    assert host.vmutils.get_vm_state("vm2") == OFF
 
 
-def test_a_snapshot_replaced_by_another_process_is_read_again(host):
-    data = _on_disk(host)
-    data["vms"]["vm1"]["state"] = OFF
-    tmp = host.state_file + ".other"
-    with open(tmp, "w") as f:
-        json.dump(data, f)  # no journal epoch: the old journal does not apply
-    os.replace(tmp, host.state_file)
-    assert host.vmutils.get_vm_state("vm1") == OFF
-    assert host.vmutils.vm_exists("vm2")
+def test_new_entries_keep_their_order_for_every_reader(host, other_process):
+    for name in ("z", "a", "m"):
+        host.pathutils.makedirs(f"/sim/instances/{name}")
+    host.pathutils.rmtree("/sim/instances/a")
+    host.pathutils.makedirs("/sim/instances/a")
+    with store.StateStore(host.state_file).locked() as tx:
+        mine = list(tx.data["dirs"])
+    assert list(_on_disk(host)["dirs"]) == mine
 
 
-def test_a_long_journal_is_folded_into_a_new_snapshot(host, monkeypatch, other_process):
-    monkeypatch.setattr(store, "_COMPACT_MIN_BYTES", 0)  # at the snapshot's size
-    epoch = json.loads(Path(_journal(host)).read_text().splitlines()[0])["epoch"]
-    for index in range(40):
-        host.pathutils.makedirs(f"/sim/d{index}")
-    with open(_journal(host)) as f:
-        header = json.loads(f.readline())
-    with open(host.state_file) as f:
-        assert json.load(f)[store.EPOCH_KEY] == header["epoch"] != epoch
-    assert os.path.getsize(_journal(host)) <= os.path.getsize(host.state_file)
-    assert all(host.pathutils.exists(f"/sim/d{index}") for index in range(40))
-    assert other_process(lambda h: h.view()) == host.view()
-
-
-def test_a_snapshot_whose_journal_was_not_yet_replaced_ignores_the_old_one(host):
-    """A crash between writing a new snapshot and starting its journal."""
-    host.vmutils.set_vm_state("vm1", OFF)
-    data = _on_disk(host)
-    data["vms"]["vm2"]["memory_mb"] = 4096  # only in the new snapshot
-    data[store.EPOCH_KEY] = "a-newer-epoch"
-    with open(host.state_file + ".tmp", "w") as f:
-        json.dump(data, f)
-    os.replace(host.state_file + ".tmp", host.state_file)
-    on_disk = _on_disk(host)
-    assert on_disk["vms"]["vm1"]["state"] == OFF
-    assert on_disk["vms"]["vm2"]["memory_mb"] == 4096
-
-
-def test_a_torn_last_line_is_ignored_and_not_appended_to(host):
-    host.vmutils.set_vm_state("vm1", OFF)
-    with open(_journal(host), "a") as f:
-        f.write('{"set": {"vms": {"vm2"')  # a power loss mid-line
-    assert _on_disk(host)["vms"]["vm1"]["state"] == OFF
-    store._registry.pop(os.path.realpath(host.state_file)).forget()
-    host.vmutils.set_vm_state("vm2", OFF)  # a line after the torn one would be lost
-    fresh = _on_disk(host)
-    assert fresh["vms"]["vm1"]["state"] == OFF
-    assert fresh["vms"]["vm2"]["state"] == OFF
-
-
-def test_a_corrupt_snapshot_gives_a_clear_error(host):
+def test_a_file_that_is_not_a_host_database_gives_a_clear_error(host):
+    store._registry.pop(os.path.realpath(host.state_file)).close()
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(host.state_file + suffix):
+            os.remove(host.state_file + suffix)
     with open(host.state_file, "w") as f:
-        f.write("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
-        host.vmutils.list_instances()
+        f.write('{"format": 1, "an old JSON state": true}' * 200)
+    with pytest.raises(ValueError, match="not a simulated host"):
+        SimulatedHost(host.state_file).vmutils.list_instances()
 
 
-def test_a_call_that_fails_half_way_leaves_files_and_memory_unchanged(host):
-    before = host.view_json()
-    on_disk = Path(host.state_file).read_text(), Path(_journal(host)).read_text()
+def test_init_replaces_whatever_the_state_file_held(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text('{"format": 1}' * 100)
+    host = SimulatedHost.init(str(path), "/sim/instances")
+    assert host.vmutils.list_instances() == []
+
+
+def test_a_call_that_fails_half_way_leaves_the_database_and_memory_unchanged(host):
+    before, rows = host.view_json(), _rows(host)
 
     def half_apply(state: HostState, args: dict) -> None:
         state.data["vms"]["vm1"]["memory_mb"] = 1
@@ -194,7 +148,7 @@ def test_a_call_that_fails_half_way_leaves_files_and_memory_unchanged(host):
     with pytest.raises(RuntimeError):
         host.vmutils._engine.invoke("update_vm", {}, half_apply, mutates=True)
     assert host.view_json() == before
-    assert (Path(host.state_file).read_text(), Path(_journal(host)).read_text()) == on_disk
+    assert _rows(host) == rows
 
 
 def test_a_removed_state_file_is_reported_not_silently_recreated(host):
@@ -218,21 +172,21 @@ def test_a_call_that_edits_an_entry_it_did_not_touch_fails_under_the_tests(host)
     assert host.view()["vms"]["vm2"]["memory_mb"] != 1
 
 
-def test_an_entry_handed_out_through_the_state_is_journaled(host):
+def test_an_entry_handed_out_through_the_state_is_written(host):
     def through_the_state(state: HostState, args: dict) -> None:
         state.vm("vm2")["memory_mb"] = 2048
 
-    records = len(_records(host))
     host.vmutils._engine.invoke("update_vm", {}, through_the_state, mutates=True)
-    assert [r["set"]["vms"]["vm2"]["memory_mb"] for r in _records(host)[records:]] == [2048]
+    assert json.loads(_rows(host)[("vms", "vm2")])["memory_mb"] == 2048
 
 
 def test_a_slow_call_queues_for_the_lock_once(host, monkeypatch):
     host.set_latency("get_vm_state", 0.01)
     host.vmutils.get_vm_state("vm1")  # cached now
     taken: list[int] = []
-    real = store.file_lock
-    monkeypatch.setattr(store, "file_lock", lambda path: taken.append(1) or real(path))
+    real = store.StateStore.locked
+    monkeypatch.setattr(store.StateStore, "locked",
+                        lambda self: taken.append(1) or real(self))
     host.vmutils.get_vm_state("vm1")
     assert taken == [1]
 

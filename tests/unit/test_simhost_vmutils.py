@@ -265,7 +265,7 @@ def test_a_disk_file_is_not_found_with_oswins_default_is_physical_true(host):
 
 
 def test_attachment_info_of_a_detached_disk_raises_disk_not_found(host):
-    host.add_vm("vm1", UUID1, "gen1")
+    host.add_vm("vm1", UUID1, "gen1", stopped=True)  # IDE: cold only
     root = _root(host, "vm1")
     host.vmutils.detach_vm_disk("vm1", root, is_physical=False)
     with pytest.raises(exceptions.DiskNotFound):
@@ -340,7 +340,7 @@ def test_attach_scsi_drive_takes_the_first_free_slot(host):
 
 
 def test_detach_ignores_the_vm_name_and_detaches_from_the_vm_holding_the_disk(host):
-    host.add_vm("vm1", UUID1, "gen1")
+    host.add_vm("vm1", UUID1, "gen1", stopped=True)
     root = _root(host, "vm1")
     host.vmutils.detach_vm_disk("some-other-name", root, is_physical=False)
     assert host.vmutils.get_vm_storage_paths("vm1") == ([], [])
@@ -369,7 +369,7 @@ def test_a_passthrough_volume_is_found_only_with_is_physical_true(host):
 
 
 def test_gen1_boot_order_is_kept_as_given_and_unaffected_by_disk_changes(host):
-    host.add_vm("vm1", UUID1, "gen1")
+    host.add_vm("vm1", UUID1, "gen1", stopped=True)
     assert host.view()["vms"]["vm1"]["boot_order"] == list(GEN1_SEEDED)
     host.vmutils.detach_vm_disk("vm1", _root(host, "vm1"), is_physical=False)
     assert host.view()["vms"]["vm1"]["boot_order"] == list(GEN1_SEEDED)
