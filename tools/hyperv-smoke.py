@@ -327,38 +327,14 @@ class Smoke:
                    + (f" (differs: {', '.join(changed)})" if changed else ""))
 
     def check_files(self) -> None:
-        """What Windows does to files that Linux cannot show, in the state folder:
-        a replace while another handle holds the file, binary bytes, lock files."""
+        """What Windows does to lock files that Linux cannot show, in the state
+        folder: removed after use, and waited for across processes."""
         import subprocess
-        import threading
 
-        from rescue_flow import files, locks
+        from rescue_flow import locks
 
-        say("\nFiles in the state folder:")
+        say("\nLock files in the state folder:")
         folder = os.path.join(self.conf.state_path, "smoke-files")
-        path = os.path.join(folder, "replaced.bin")
-        files.write_atomically(path, b"first")
-        held = open(path, "rb")  # noqa: SIM115 - as a virus scanner would hold it
-        threading.Timer(1.0, held.close).start()
-        started = time.monotonic()
-        try:
-            files.write_atomically(path, b"second")
-            with open(path, "rb") as handle:
-                replaced = handle.read() == b"second"
-        except PermissionError as exc:
-            replaced = False
-            say(f"  replace still refused after {files.REPLACE_TIMEOUT} s: {exc}")
-        self.check(replaced, "a file held open elsewhere is replaced once it is let go "
-                   f"({time.monotonic() - started:.2f}s)")
-        raw = b"line\r\nline\n\x1a end"
-        files.write_atomically(path, raw)
-        fd = files.open_fd(path, os.O_RDONLY)
-        try:
-            back = os.read(fd, 1024)
-        finally:
-            os.close(fd)
-        self.check(back == raw and os.path.getsize(path) == len(raw),
-                   "bytes read back are the bytes written (O_BINARY)")
         lock_dir = os.path.join(folder, "locks")
         probe = str(uuid.uuid4())
         with locks.instance_lock(lock_dir, probe):
