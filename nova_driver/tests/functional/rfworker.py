@@ -136,7 +136,7 @@ class WorkerFixture(fixtures.Fixture):
             # A POSIX instances folder, as `make demo` uses.
             "hyperv": {"driver": "simulated", "instances_path": self.dir / "instances",
                        "soft_shutdown_timeout": 2, "power_state_poll_interval": 0.05},
-            "simulated": {"state_file": self.dir / "state" / "simulated-host.json"},
+            "simulated": {"state_file": self.dir / "state" / "simulated-host.sqlite"},
             "retry": {"initial_backoff": 0.05, "max_backoff": 0.2},
             "nova": {"exchange": "nova", "pool": f"{self.name}-pool", "hosts": self.host},
             "worker": {"exchange": f"{self.name}-ex",

@@ -1,17 +1,17 @@
 """The simulated Hyper-V host inside the Nova process, for os-win's side of
 the compute driver (``get_info``, ``destroy``, compute-hyperv's vmops).
 
-``rescue_flow.simhost`` needs only the standard library, oslo.config and
-os-win, all of which Nova's environment has; the rest of ``rescue_flow``
-(TaskFlow, oslo.messaging of another release...) does not belong there. So
-this module imports exactly ``rescue_flow.simhost`` (and the file lock it
-uses, and its file helpers) from the repository, without putting the repository on ``sys.path``,
-and refuses every other ``rescue_flow`` module in this process: a driver
-that imported the worker package would fail these tests, as it would fail
-in a real nova-compute.
+``rescue_flow.simhost`` needs only the standard library (its state is an
+SQLite database), oslo.config and os-win, all of which Nova's environment
+has; the rest of ``rescue_flow`` (TaskFlow, oslo.messaging of another
+release...) does not belong there. So this module imports exactly
+``rescue_flow.simhost`` from the repository, without putting the repository
+on ``sys.path``, and refuses every other ``rescue_flow`` module in this
+process: a driver that imported the worker package would fail these tests,
+as it would fail in a real nova-compute.
 
 The state file is the worker's: its process and this one share the host
-(the simulated host locks and journals every call for that).
+(each call of the simulated host is one SQLite transaction).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[3]
-ALLOWED = ("rescue_flow", "rescue_flow.simhost", "rescue_flow.filelock", "rescue_flow.files",
-           "rescue_flow.locks", "rescue_flow.requests", "rescue_flow.exceptions")
+ALLOWED = ("rescue_flow", "rescue_flow.simhost")
 
 
 class _SimhostOnly(importlib.abc.MetaPathFinder):
