@@ -21,7 +21,7 @@ from nova.compute import power_state
 # worker's suite fails every call at every position; this is Nova's view.)
 RESCUE_STEP_FAULTS = [
     ("ValidateRescue", "get_vm_generation", 0),
-    ("SnapshotConfig", "get_vnic_mac_address", 1),
+    # SnapshotConfig makes no os-win call: it records what ValidateRescue read.
     ("StopInstance", "get_vm_state", 1),           # the VM is off by then
     ("CreateRescueDisk", "create_differencing_vhd", 0),
     ("CreateRescueVM", "create_scsi_controller", 0),  # the VM exists by then
