@@ -18,6 +18,11 @@ from rescue_flow.filelock import lock_for
 
 T = TypeVar("T")
 
+
+class DocumentCorrupt(ValueError):
+    """The file holds no JSON, or JSON of another kind than the document's."""
+
+
 @contextlib.contextmanager
 def file_lock(lock_path: str) -> Iterator[None]:
     """Exclusive lock between threads and processes (see rescue_flow.filelock)."""
@@ -51,9 +56,19 @@ class JsonDocument:
     def _load(self) -> Any:
         try:
             with open(self.path, encoding="utf-8") as handle:
-                return json.load(handle)
+                document = json.load(handle)
         except FileNotFoundError:
             return self._default()
+        except ValueError as exc:
+            raise DocumentCorrupt(f"{self.path} is not valid JSON ({exc}): restore it "
+                                  "from a backup, or repair it by hand") from None
+        expected = type(self._default())
+        if not isinstance(document, expected):
+            raise DocumentCorrupt(
+                f"{self.path} holds a JSON {type(document).__name__} where a JSON "
+                f"{'object' if expected is dict else expected.__name__} belongs: "
+                "restore it from a backup, or repair it by hand")
+        return document
 
     def read(self) -> Any:
         with file_lock(self.path + ".lock"):

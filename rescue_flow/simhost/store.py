@@ -72,6 +72,11 @@ class StateFileMissing(FileNotFoundError):
     """The state file does not exist: the host was never initialised."""
 
 
+class StateFileCorrupt(ValueError):
+    """The state file or its journal cannot be read whole: loading what can
+    be read would show a host that lost VMs, disks or files."""
+
+
 class _Shared:
     """Per-process, per-state-file cache, shared by all stores of the file."""
 
@@ -287,8 +292,13 @@ class StateStore:
             try:
                 data = json.loads(text)
             except ValueError as exc:
-                raise ValueError(f"simulated host state file {self.path} is not "
-                                 f"valid JSON: {exc}") from None
+                raise StateFileCorrupt(
+                    f"simulated host state file {self.path} is not valid JSON ({exc}): "
+                    f"{_RECOVER}") from None
+            if not isinstance(data, dict):
+                raise StateFileCorrupt(
+                    f"simulated host state file {self.path} holds a JSON "
+                    f"{type(data).__name__}, not a host: {_RECOVER}")
         except BaseException:
             os.close(fd)
             raise
@@ -322,10 +332,17 @@ class StateStore:
                 os.close(shared.journal_fd)
                 shared.journal_fd = None
                 return
-        for line in complete:
+        for number, line in enumerate(complete, 1):
             record = _parse_line(line)
             if record is None:
-                break
+                # A complete line (torn ones are cut off above) that is not a
+                # change: skipping it, or everything after it, would show a
+                # host without the changes it recorded.
+                # Lines before this read: the header when read from the start.
+                before = 1 if offset == 0 else \
+                    _read_all(shared.journal_fd, 0)[:offset].count(b"\n")
+                shared.forget()  # what was applied so far is no state at all
+                raise StateFileCorrupt(_journal_corrupt(self.journal_path, before + number))
             changes.apply(shared.data, record)
             changes.apply(shared.stored, changes.clone(record))
         shared.journal_key = (st.st_ino, offset + used)
@@ -424,6 +441,16 @@ def _read_all(fd: int, offset: int) -> bytes:
     while chunk := os.read(fd, 1 << 20):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+_RECOVER = ("restore it from a backup, or start a new simulated host with "
+            "'rescue-flow sim init'")
+
+
+def _journal_corrupt(path: str, line: int) -> str:
+    return (f"simulated host journal {path}: line {line} is not a JSON change, so the "
+            "changes from there on cannot be read: repair or remove that line (the "
+            f"changes it recorded are then lost), or {_RECOVER}")
 
 
 def _parse_line(line: bytes) -> dict[str, Any] | None:

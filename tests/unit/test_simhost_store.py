@@ -179,7 +179,43 @@ def test_a_torn_last_line_is_ignored_and_not_appended_to(host):
 def test_a_corrupt_snapshot_gives_a_clear_error(host):
     with open(host.state_file, "w") as f:
         f.write("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(store.StateFileCorrupt, match=r"not valid JSON.*'rescue-flow sim init'"):
+        host.vmutils.list_instances()
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '"host"'])
+def test_a_snapshot_that_is_json_but_no_host_gives_a_clear_error(host, text):
+    Path(host.state_file).write_text(text)
+    with pytest.raises(store.StateFileCorrupt, match=r"holds a JSON .*, not a host"):
+        host.vmutils.list_instances()
+
+
+def test_a_line_in_the_middle_of_the_journal_that_is_no_change_is_an_error(host):
+    """Not a silent stop there: every later change (a VM added) would vanish."""
+    journal = Path(_journal(host))
+    lines = journal.read_text().splitlines(keepends=True)
+    assert any('"vm2"' in line for line in lines[2:])
+    journal.write_text("".join([*lines[:2], "not json\n", *lines[2:]]))
+    store._registry.pop(os.path.realpath(host.state_file)).forget()  # a new process
+
+    with pytest.raises(store.StateFileCorrupt) as raised:
+        host.vmutils.list_instances()
+
+    assert str(raised.value).startswith(f"simulated host journal {journal}: line 3 is "
+                                        "not a JSON change")
+    # Nor does a retry show the half it read before the bad line.
+    with pytest.raises(store.StateFileCorrupt):
+        host.vmutils.list_instances()
+
+
+def test_a_bad_line_appended_by_another_process_is_an_error_too(host):
+    assert sorted(host.vmutils.list_instances()) == ["vm1", "vm2"]  # cached
+    lines = len(Path(_journal(host)).read_text().splitlines())
+    with open(_journal(host), "a") as f:
+        f.write("not json\n")
+        f.write(json.dumps({"del": {"vms": ["vm2"]}}) + "\n")
+
+    with pytest.raises(store.StateFileCorrupt, match=f"line {lines + 1} is not a JSON"):
         host.vmutils.list_instances()
 
 
