@@ -1,0 +1,264 @@
+"""Every failure an operator's environment can cause ends a command in one line.
+
+The table: each broken environment x each command that reads or writes the
+state. A command the breakage concerns prints one line on stderr (what
+failed, the file or option, what to do), exits with the documented code and
+changes nothing on the simulated host or in the history; one it does not
+concern works as usual. No traceback either way, unless --debug.
+
+The environments are built from one template (a host with a rescued
+instance and a history holding that request), copied per case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from simsite import GEN1_IMAGE, GEN1_UUID
+
+from rescue_flow import cli
+from rescue_flow.commands.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT
+from rescue_flow.simhost import SimulatedHost
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
+COMMANDS: dict[str, list[str]] = {
+    "run": ["run", "unrescue", GEN1_UUID],
+    "worker": ["worker"],
+    "status": ["status"],
+    "quarantined": ["quarantined"],
+    "reset": ["reset", GEN1_UUID],
+    "resume": ["resume"],
+    "purge": ["purge", "--older-than", "30"],
+    "sim show": ["sim", "show"],
+}
+EVERY = set(COMMANDS)
+HISTORY = {"run", "worker", "status", "resume", "purge"}
+HOST = {"run", "worker", "resume", "sim show"}
+QUARANTINE = {"run", "worker", "resume", "quarantined", "reset"}
+
+
+class Env:
+    """One copy of the template: its config file and state folder."""
+
+    def __init__(self, template: Path, root: Path) -> None:
+        self.root = root
+        self.state = root / "state"
+        shutil.copytree(template / "state", self.state,
+                        ignore=shutil.ignore_patterns("*-wal", "*-shm"))
+        self.settings = {
+            "DEFAULT": {"host": "hv-test", "state_path": str(self.state),
+                        "transport_url": "kombu+memory:////"},
+            "hyperv": {"driver": "simulated",
+                       "instances_path": str(template / "instances"),
+                       "soft_shutdown_timeout": "1", "power_state_poll_interval": "0.01"},
+        }
+
+    @property
+    def config(self) -> Path:
+        path = self.root / "rescue-flow.conf"
+        path.write_text("".join(
+            f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in values.items())
+            for group, values in self.settings.items()))
+        return path
+
+    def set(self, group: str, **values: str) -> None:
+        self.settings.setdefault(group, {}).update(values)
+
+    def files(self) -> dict[str, bytes]:
+        """What the host and the history hold, byte for byte (not the lock
+        files, nor SQLite's -wal and -shm, which a reader may create)."""
+        found = {}
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file() and not path.name.endswith((".lock", "-wal", "-shm")):
+                found[str(path.relative_to(self.root))] = path.read_bytes()
+        return found
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+
+
+def _bad_journal_line(env: Env) -> None:
+    journal = env.state / "simulated-host.json.journal"
+    lines = journal.read_text().splitlines(keepends=True)
+    assert len(lines) > 3, "the template should have a journal of changes"
+    journal.write_text("".join([*lines[:2], "not json\n", *lines[2:]]))
+
+
+def _state_below_a_file(env: Env) -> None:
+    (env.root / "a-file").write_text("")
+    env.set("DEFAULT", state_path=str(env.root / "a-file" / "state"))
+
+
+# name: (how to break it, the commands it stops, their exit code)
+BROKEN: dict[str, tuple[Callable[[Env], None], set[str], int]] = {
+    "state_path below a regular file": (_state_below_a_file, EVERY, EXIT_ENVIRONMENT),
+    "history database overwritten": (
+        lambda env: (env.state / "rescue-flow.sqlite").write_text("not a database\n"),
+        HISTORY, EXIT_ENVIRONMENT),
+    "history database damaged": (
+        lambda env: _truncate(env.state / "rescue-flow.sqlite"), HISTORY, EXIT_ENVIRONMENT),
+    "simulated host state file truncated": (
+        lambda env: _truncate(env.state / "simulated-host.json"), HOST, EXIT_ENVIRONMENT),
+    "simulated host state file garbage": (
+        lambda env: (env.state / "simulated-host.json").write_text("garbage"),
+        HOST, EXIT_ENVIRONMENT),
+    "simulated host state file []": (
+        lambda env: (env.state / "simulated-host.json").write_text("[]"),
+        HOST, EXIT_ENVIRONMENT),
+    "a non-JSON line in the simulated host's journal": (
+        _bad_journal_line, HOST, EXIT_ENVIRONMENT),
+    "quarantine list garbage": (
+        lambda env: (env.state / "quarantine.json").write_text("{garbage"),
+        QUARANTINE, EXIT_ENVIRONMENT),
+    "quarantine list []": (
+        lambda env: (env.state / "quarantine.json").write_text("[]"),
+        QUARANTINE, EXIT_ENVIRONMENT),
+    "soft_shutdown_timeout = abc": (
+        lambda env: env.set("hyperv", soft_shutdown_timeout="abc"), EVERY, EXIT_BAD_INPUT),
+    "port = 99999": (
+        lambda env: env.set("metrics", port="99999"), EVERY, EXIT_BAD_INPUT),
+    "max_concurrent_flows = 0": (
+        lambda env: env.set("worker", max_concurrent_flows="0"), EVERY, EXIT_BAD_INPUT),
+    "driver = hyperv": (
+        lambda env: env.set("hyperv", driver="hyperv"), EVERY, EXIT_BAD_INPUT),
+    "a transport_url with an unknown transport": (
+        lambda env: env.set("DEFAULT", transport_url="memory://"), EVERY, EXIT_BAD_INPUT),
+}
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A host with a rescued Gen1 instance, its request in the history."""
+    root = tmp_path_factory.mktemp("template")
+    state = root / "state"
+    host = SimulatedHost.init(str(state / "simulated-host.json"), str(root / "instances"))
+    host.add_image(GEN1_IMAGE, 1, "vhd")
+    host.add_vm("instance-00000001", GEN1_UUID, GEN1_IMAGE, nics=1)
+    env = Env.__new__(Env)
+    env.root, env.state = root, state
+    env.settings = {
+        "DEFAULT": {"host": "hv-test", "state_path": str(state)},
+        "hyperv": {"driver": "simulated", "instances_path": str(root / "instances"),
+                   "soft_shutdown_timeout": "1", "power_state_poll_interval": "0.01"}}
+    assert cli.main(["--config-file", str(env.config), "run", "rescue", GEN1_UUID]) == 0
+    # Everything into the database file: the copies leave -wal and -shm out
+    # (SQLite would replay a stale -wal over a database replaced by a test).
+    with contextlib.closing(sqlite3.connect(state / "rescue-flow.sqlite")) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return root
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    code = cli.main(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("broken", list(BROKEN))
+def test_a_broken_environment_stops_a_command_with_one_line_and_changes_nothing(
+        broken, command, template, tmp_path, capsys) -> None:
+    breaks, stopped, expected_code = BROKEN[broken]
+    env = Env(template, tmp_path)
+    breaks(env)
+    config = env.config
+    before = env.files()
+
+    code, err = _run(["--config-file", str(config), *COMMANDS[command]], capsys)
+
+    assert "Traceback" not in err
+    if command not in stopped:
+        assert code == 0, err
+        return
+    assert code == expected_code, err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"rescue-flow {command}: "), err
+    assert env.files() == before, "the host or the history changed"
+
+
+@pytest.mark.parametrize("broken", ["history database overwritten",
+                                    "soft_shutdown_timeout = abc"])
+def test_debug_adds_the_traceback_to_the_one_line(broken, template, tmp_path, capsys):
+    breaks, _, expected_code = BROKEN[broken]
+    env = Env(template, tmp_path)
+    breaks(env)
+
+    code, err = _run(["status", "--config-file", str(env.config), "--debug"], capsys)
+
+    assert code == expected_code
+    assert "Traceback" in err
+    assert err.splitlines()[-1].startswith("rescue-flow status: ")
+
+
+def test_the_lines_say_what_failed_where_and_what_to_do(template, tmp_path, capsys):
+    env = Env(template, tmp_path)
+    (env.state / "rescue-flow.sqlite").write_text("not a database\n")
+    _bad_journal_line(env)
+    env.set("nova", enabled="false")
+
+    _, status = _run(["--config-file", str(env.config), "status"], capsys)
+    _, show = _run(["--config-file", str(env.config), "sim", "show"], capsys)
+
+    database = env.state / "rescue-flow.sqlite"
+    assert status == (
+        f"rescue-flow status: the history database {database} is damaged (file is not "
+        "a database): restore it from a backup, or move it and its -wal and -shm "
+        "files aside to start an empty history (the instances quarantined stay "
+        "quarantined)\n")
+    assert show.startswith(f"rescue-flow sim show: simulated host journal "
+                           f"{env.state / 'simulated-host.json.journal'}: line 3 is "
+                           "not a JSON change")
+    assert "'rescue-flow sim init'" in show
+
+
+def _without_root_powers() -> None:
+    """In the child, before it runs Python: give up root's right to ignore
+    file permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), for good."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_a_state_folder_this_user_cannot_write_stops_every_command_with_one_line(
+        template, tmp_path) -> None:
+    """The state folder and its files read-only; as root, the commands run
+    without the power to ignore that (CI runs as root)."""
+    as_root = os.geteuid() == 0
+    if as_root:
+        probe = subprocess.run(["true"], preexec_fn=_without_root_powers, check=False)
+        if probe.returncode != 0:
+            pytest.skip("cannot drop CAP_DAC_OVERRIDE here")
+    env = Env(template, tmp_path)
+    config = env.config
+    before = env.files()
+    for path in [env.state, *env.state.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        for command, args in COMMANDS.items():
+            proc = subprocess.run(
+                [sys.executable, "-m", "rescue_flow.cli", "--config-file", str(config),
+                 *args], capture_output=True, text=True, timeout=60, check=False,
+                preexec_fn=_without_root_powers if as_root else None)
+            assert "Traceback" not in proc.stderr, (command, proc.stderr)
+            if command == "status" and proc.returncode == 0:
+                continue  # SQLite may read a database it cannot write: fine
+            assert proc.returncode == EXIT_ENVIRONMENT, (command, proc.stderr)
+            assert proc.stderr.count("\n") == 1, (command, proc.stderr)
+            assert proc.stderr.startswith(f"rescue-flow {command}: "), proc.stderr
+    finally:
+        for path in [env.state, *env.state.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+    assert env.files() == before
