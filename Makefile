@@ -13,10 +13,11 @@ LINT_PATHS := $(wildcard rescue_flow tests bench tools)
 .PHONY: help demo test lint genconfig bench
 
 help:
-	@echo "make demo       seed a simulated Hyper-V host and show it (or run 'rescue-flow demo')"
-	@echo "make test       run the test suite (broker tests skip without RabbitMQ; see .ci/run)"
+	@echo "make demo       rescue-flow demo: rescue, unrescue and a rolled-back failure on a simulated host, in one process, no setup"
+	@echo "make test       run the test suite (RabbitMQ and PostgreSQL tests skip without them; see README.md, .ci/run)"
 	@echo "make lint       ruff check $(LINT_PATHS)"
 	@echo "make genconfig  regenerate etc/rescue-flow.conf.sample"
+	@echo "make docs       regenerate docs/config-reference.md"
 	@echo "make venv-nova  build .venv-nova: nova 27.5.1, compute-hyperv 16.0.0, os-win 5.9.0 (2023.1 constraints) + nova_driver/"
 	@echo "make test-nova  real Nova + the real worker on RabbitMQ, simulated Hyper-V (nova_driver/tests/functional)"
 	@echo "make bench      benchmarks B1-B5 (~10 min; B2, B3, B5 need RabbitMQ): bench/results/latest.json, docs/benchmarks.md"
@@ -29,7 +30,7 @@ $(STAMP): setup.cfg setup.py requirements.txt test-requirements.txt | $(BIN)/pyt
 	touch $@
 
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo-seed.sh
+	$(BIN)/rescue-flow demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests
