@@ -121,7 +121,7 @@ def _database_problem(exc: sa.exc.DBAPIError, conf: Any) -> Problem:
         return Problem(
             f"the history database {path} is damaged ({reason}): restore it from a "
             "backup, or move it and its -wal and -shm files aside to start an empty "
-            "history (the instances quarantined stay quarantined)")
+            "history")
     return Problem(
         f"the history database {path} cannot be opened ({reason}): this user must be "
         f"able to create and write files in {os.path.dirname(path)} (set by "

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -52,6 +54,7 @@ class Env:
 
     def __init__(self, template: Path, root: Path) -> None:
         self.root = root
+        self.missing_config = False
         self.state = root / "state"
         shutil.copytree(template / "state", self.state,
                         ignore=shutil.ignore_patterns("*-wal", "*-shm"))
@@ -214,8 +217,7 @@ def test_the_lines_say_what_failed_where_and_what_to_do(template, tmp_path, caps
     assert status == (
         f"rescue-flow status: the history database {database} is damaged (file is not "
         "a database): restore it from a backup, or move it and its -wal and -shm "
-        "files aside to start an empty history (the instances quarantined stay "
-        "quarantined)\n")
+        "files aside to start an empty history\n")
     assert show.startswith(f"rescue-flow sim show: simulated host journal "
                            f"{env.state / 'simulated-host.json.journal'}: line 3 is "
                            "not a JSON change")
@@ -262,3 +264,72 @@ def test_a_state_folder_this_user_cannot_write_stops_every_command_with_one_line
         for path in [env.state, *env.state.rglob("*")]:
             path.chmod(path.stat().st_mode | 0o200)
     assert env.files() == before
+
+
+# docs/troubleshooting.md's table of these lines, against the commands -------
+
+TROUBLESHOOTING = Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _missing_config(env: Env) -> None:
+    env.missing_config = True
+
+
+def _no_server(env: Env) -> None:
+    env.set("persistence", connection="postgresql+psycopg2://rescue_flow:secret@"
+            f"127.0.0.1:{_closed_port()}/rescue_flow")
+
+
+# The table's rows this test can stage here (the read-only rows need another
+# user: test_a_state_folder_this_user_cannot_write_...), and a command each.
+DOCUMENTED: dict[str, tuple[Callable[[Env], None], str]] = {
+    "a value in the config file": (BROKEN["soft_shutdown_timeout = abc"][0], "status"),
+    "a config file missing or not in ini form": (_missing_config, "status"),
+    "`[DEFAULT] state_path` below a regular file": (_state_below_a_file, "quarantined"),
+    "a damaged or overwritten history database": (
+        BROKEN["history database overwritten"][0], "purge"),
+    "a database server that does not answer": (_no_server, "status"),
+    "no simulated host": (lambda env: (env.state / "simulated-host.json").unlink(), "run"),
+    "a damaged simulated host state file": (
+        BROKEN["simulated host state file garbage"][0], "sim show"),
+    "a bad line in the simulated host's journal": (_bad_journal_line, "resume"),
+    "a damaged quarantine list": (BROKEN["quarantine list garbage"][0], "reset"),
+}
+
+
+def _documented_lines() -> dict[str, tuple[str, int]]:
+    rows = {}
+    text = TROUBLESHOOTING.read_text(encoding="utf-8")
+    table = text[text.index("| What is wrong | The line after"):].split("\n\n")[0]
+    for row in table.splitlines()[2:]:
+        what, line, code = (cell.strip() for cell in row.strip("|").split(" | "))
+        rows[what] = (re.search(r"`([^`]*)`", line).group(1), int(code))  # type: ignore[union-attr]
+    return rows
+
+
+def test_the_troubleshooting_table_lists_the_lines_this_test_checks() -> None:
+    assert set(DOCUMENTED) <= set(_documented_lines())
+
+
+@pytest.mark.parametrize("what", list(DOCUMENTED))
+def test_each_line_in_the_troubleshooting_table_is_what_the_command_prints(
+        what, template, tmp_path, capsys) -> None:
+    documented, expected_code = _documented_lines()[what]
+    breaks, command = DOCUMENTED[what]
+    env = Env(template, tmp_path)
+    breaks(env)
+    config = env.config if not env.missing_config else tmp_path / "missing.conf"
+
+    code, err = _run(["--config-file", str(config), *COMMANDS[command]], capsys)
+
+    pattern = "".join(".+" if part.startswith("<") else re.escape(part)
+                      for part in re.split(r"(<[^>]+>)", documented))
+    assert code == expected_code, err
+    assert re.fullmatch(f"rescue-flow {command}: {pattern}\n", err), (
+        f"docs/troubleshooting.md says:\n{documented}\nthe command printed:\n{err}")
