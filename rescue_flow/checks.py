@@ -109,11 +109,25 @@ def config_problems(conf: Any) -> list[str]:
         if driver not in _transport_drivers():
             found.append(f"{option}: no transport {driver!r} (there are "
                          f"{', '.join(sorted(_transport_drivers()))})")
-    try:
-        sa.engine.make_url(conf.persistence.connection)
-    except sa.exc.ArgumentError:
-        found.append("[persistence] connection: not an SQLAlchemy URL")
+    found += _database_url_problems(conf.persistence.connection)
     return found
+
+
+def _database_url_problems(connection: str) -> list[str]:
+    try:
+        url = sa.engine.make_url(connection)
+    except sa.exc.ArgumentError:
+        return ["[persistence] connection: not an SQLAlchemy URL"]
+    try:
+        url.get_dialect().import_dbapi()
+    except sa.exc.NoSuchModuleError:
+        return [f"[persistence] connection: SQLAlchemy knows no database "
+                f"{url.drivername!r}"]
+    except ImportError as exc:
+        return [f"[persistence] connection: {url.drivername} needs the Python package "
+                f"{exc.name or exc}, which is not installed here (install it into "
+                "rescue-flow's environment)"]
+    return []
 
 
 def _transport_urls(conf: Any) -> list[tuple[str, str]]:

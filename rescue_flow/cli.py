@@ -12,10 +12,14 @@ ends through :mod:`rescue_flow.commands.errors`: one line and an exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import re
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 # os-win and oslo import eventlet, which warns on import that it is
 # deprecated; operators cannot act on that, so it must not greet every command.
@@ -107,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         conf_args.append("--debug")
     conf = None
     try:
-        conf = config.make_conf(conf_args)
+        conf = _load_conf(conf_args)
         checking = args.command == "worker" and getattr(args, "check", False)
         if not checking:  # --check names every problem among its own lines
             problems = checks.config_problems(conf)
@@ -125,8 +129,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The worker logs what it does; its --check prints what it found instead.
         logs.setup(conf, daemon=args.command == "worker" and not checking)
         return int(args.func(conf, args) or 0)
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr, flush=True)
+        return errors.EXIT_INTERRUPTED
     except Exception as exc:
         return errors.report(command, exc, conf, debug=debug)
+
+
+def _load_conf(conf_args: list[str]) -> Any:
+    """config.make_conf, but a value oslo.config refuses while it parses (an
+    option that is also a command-line option, like debug) is one line too:
+    oslo.config prints argparse's complaint and exits, so catch both."""
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return config.make_conf(conf_args)
+    except SystemExit:
+        text = " ".join(said.getvalue().split())
+        option = re.match(r"^argument --([\w-]+): (.*)$", text)
+        if option:
+            text = f"[DEFAULT] {option.group(1).replace('-', '_')}: {option.group(2)}"
+        raise errors.ConfigInvalid(f"cannot load the configuration: {text}") from None
+    finally:
+        sys.stderr.write(said.getvalue() if sys.exc_info()[0] is None else "")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ EXIT_BAD_INPUT = 2  # bad arguments, or a bad configuration
 EXIT_QUARANTINED = 3
 EXIT_NO_RESULT = 4  # the client got no result in time, or could not reach the broker
 EXIT_ENVIRONMENT = 5  # a file, folder or database the command needs cannot be used
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 
 
 class Problem(Exception):
@@ -137,24 +138,37 @@ def _history_url(conf: Any) -> sa.engine.URL | None:
 
 def _file_problem(exc: OSError, conf: Any) -> Problem:
     path = str(exc.filename)
-    state_path = _state_path(conf)
-    inside = state_path is not None and os.path.abspath(path).startswith(
-        os.path.abspath(state_path))
-    where = f"[DEFAULT] state_path ({state_path})" if inside else "the path"
-    if isinstance(exc, NotADirectoryError):
-        return Problem(f"{path}: a part of this path is a file, not a folder: set "
-                       f"{where} to a folder, or move the file away")
+    where = _option_for(path, conf)
+    if isinstance(exc, NotADirectoryError) or (
+            isinstance(exc, FileExistsError) and os.path.isfile(path)):
+        return Problem(f"{path}: a part of this path is a file, not a folder: check "
+                       f"{where}, or move the file away")
+    if isinstance(exc, IsADirectoryError):
+        return Problem(f"{path} is a folder where a file belongs: check {where}")
     if isinstance(exc, PermissionError):
         return Problem(f"{path}: permission denied: {where} must be a folder this user "
                        "can read and write")
     return Problem(f"{path}: {exc.strerror or exc}: check {where}")
 
 
-def _state_path(conf: Any) -> str | None:
-    try:
-        return str(conf.state_path)
-    except Exception:
-        return None
+def _option_for(path: str, conf: Any) -> str:
+    """The option that names ``path`` or a folder around it, as the operator
+    would look for it: "[DEFAULT] state_path (/var/lib/rescue-flow)"."""
+    candidates = []
+    for label, read in (("[DEFAULT] state_path", lambda: conf.state_path),
+                        ("[simulated] state_file", lambda: conf.simulated.state_file)):
+        try:
+            value = os.path.abspath(str(read()))
+        except Exception:
+            continue
+        target = os.path.abspath(path)
+        if value == target or value.startswith(target + os.sep) \
+                or target.startswith(value + os.sep):
+            candidates.append((value == target, len(value), label, value))
+    if not candidates:
+        return "the path"
+    _, _, label, value = max(candidates)  # the option naming it, else the closest
+    return f"{label} ({value})"
 
 
 def ready(conf: Any, host: bool = True) -> None:
@@ -165,6 +179,9 @@ def ready(conf: Any, host: bool = True) -> None:
     from rescue_flow.quarantine import QuarantineList
     from rescue_flow.simhost.store import StateStore
 
+    if host and conf.hyperv.driver == "oswin" and sys.platform != "win32":
+        raise ConfigInvalid("[hyperv] driver = oswin needs Windows with Hyper-V; here "
+                            "only [hyperv] driver = simulated works")
     QuarantineList.from_conf(conf).all()
     if host and conf.hyperv.driver == "simulated":
         StateStore(conf.simulated.state_file).read_from_disk()

@@ -45,6 +45,7 @@ effect.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -285,6 +286,8 @@ class StateStore:
         self._read_journal(shared, 0)
 
     def _read_snapshot(self, shared: _Shared) -> None:
+        if os.path.isdir(self.path):  # os.open takes a folder; reading it fails unnamed
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", self.path)
         fd = os.open(self.path, os.O_RDONLY)
         try:
             st = os.fstat(fd)

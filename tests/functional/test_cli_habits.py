@@ -139,3 +139,32 @@ def test_the_demo_prints_no_transport_warnings(tmp_path, capsys) -> None:
     printed: Any = capsys.readouterr()
     assert code == 0, printed.out
     assert printed.err == ""
+
+
+# What no table lists ------------------------------------------------------------
+
+@pytest.mark.parametrize(("raised", "code", "line"), [
+    (RuntimeError("boom"), 1, "rescue-flow status: unexpected error: RuntimeError: boom; "
+     "run the command again with --debug to see where"),
+    (KeyboardInterrupt(), 130, "rescue-flow status: interrupted"),
+])
+def test_a_bug_or_ctrl_c_is_one_line_too(config_file, capsys, monkeypatch, raised, code,
+                                         line):
+    def status_command(conf: Any, args: Any) -> int:
+        raise raised
+
+    monkeypatch.setattr("rescue_flow.commands.history.status_command", status_command)
+
+    assert cli.main(["--config-file", config_file, "status"]) == code
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_debug_shows_where_a_bug_is(config_file, capsys, monkeypatch):
+    def status_command(conf: Any, args: Any) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("rescue_flow.commands.history.status_command", status_command)
+
+    assert cli.main(["--config-file", config_file, "status", "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "in status_command" in err

@@ -131,7 +131,9 @@ def test_a_connection_string_that_is_no_url_fails_the_persistence_check(
 def test_a_database_driver_that_is_not_installed_fails_the_persistence_check(
         setup, capsys) -> None:
     code, lines, _ = setup.change("persistence", connection="nosuchdb://x/y").check(capsys)
-    assert code == 1
+    assert code == 2
+    assert lines["config"] == ("FAILED: [persistence] connection: SQLAlchemy knows no "
+                               "database 'nosuchdb'")
     assert lines["persistence"].startswith("FAILED: nosuchdb://x/y: NoSuchModuleError")
 
 
