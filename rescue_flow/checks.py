@@ -2,7 +2,8 @@
 
 Each check either returns what it found or raises with what is wrong. Every
 check runs, even after one failed, and prints one line; the command exits 1
-if any failed. Nothing is started and no queue is declared: the broker
+if any failed, 2 if the config check did (every other command then stops
+with exit 2, after :func:`config_problems`). Nothing is started and no queue is declared: the broker
 checks only connect, the persistence check creates or upgrades the tables
 (as the worker would at start), and the Hyper-V check makes one read.
 """

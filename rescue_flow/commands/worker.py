@@ -9,7 +9,8 @@ interrupted flows then resume at the next start, as after a crash.
 
 ``--check`` starts nothing: it checks the config, the brokers, the state
 folder, the history database, the Hyper-V host and the metrics port, prints
-one line each, and exits 1 if any failed (:mod:`rescue_flow.checks`).
+one line each, and exits 1 if any failed, 2 if the config did
+(:mod:`rescue_flow.checks`).
 """
 
 from __future__ import annotations
