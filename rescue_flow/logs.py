@@ -41,6 +41,9 @@ def setup(conf: Any, daemon: bool) -> None:
         # TaskFlow logs a failed flow's traceback at ERROR; the command
         # prints the outcome, and 'rescue-flow status UUID' has every step.
         logging.getLogger("taskflow").setLevel(logging.CRITICAL)
+        # oslo.messaging logs each failed connection attempt at ERROR; the
+        # client says in one line that it could not reach the broker.
+        logging.getLogger("oslo.messaging").setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager

@@ -100,8 +100,10 @@ def rescue_command(conf: Any, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_NO_RESULT
     except Exception as exc:  # the broker refused or is unreachable
-        print(f"{prog}: could not send the request: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        reason = " ".join(str(exc).split())
+        print(f"{prog}: could not send the request: {type(exc).__name__}: {reason}; check "
+              "the broker's settings ([DEFAULT] transport_url, [oslo_messaging_rabbit]) "
+              "and that it runs: 'rescue-flow worker --check' tests it", file=sys.stderr)
         return EXIT_NO_RESULT
     finally:
         client.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -168,3 +169,21 @@ def test_debug_shows_where_a_bug_is(config_file, capsys, monkeypatch):
     assert cli.main(["--config-file", config_file, "status", "--debug"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "in status_command" in err
+
+
+def test_a_client_without_a_broker_says_so_in_one_line(tmp_path, capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "rescue-flow.conf"
+    config.write_text(f"[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:{port}/\n"
+                      "[oslo_messaging_rabbit]\nrabbit_retry_interval = 1\n"
+                      "rabbit_retry_backoff = 0\n")
+
+    code = cli.main(["--config-file", str(config), "rescue", GEN1_UUID, "--host", "hv-1"])
+
+    err = capsys.readouterr().err
+    assert code == 4
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("rescue-flow rescue: could not send the request: ")
+    assert "'rescue-flow worker --check' tests it" in err
