@@ -143,16 +143,15 @@ def _load_conf(conf_args: list[str]) -> Any:
     said = io.StringIO()
     try:
         with contextlib.redirect_stderr(said):
-            return config.make_conf(conf_args)
+            conf = config.make_conf(conf_args)
     except SystemExit:
         text = " ".join(said.getvalue().split())
         option = re.match(r"^argument --([\w-]+): (.*)$", text)
         if option:
             text = f"[DEFAULT] {option.group(1).replace('-', '_')}: {option.group(2)}"
         raise errors.ConfigInvalid(f"cannot load the configuration: {text}") from None
-    finally:
-        sys.stderr.write(said.getvalue() if sys.exc_info()[0] is None else "")
-
+    sys.stderr.write(said.getvalue())  # whatever else it had to say
+    return conf
 
 if __name__ == "__main__":
     sys.exit(main())
