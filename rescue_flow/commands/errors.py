@@ -151,16 +151,24 @@ def _file_problem(exc: OSError, conf: Any) -> Problem:
     return Problem(f"{path}: {exc.strerror or exc}: check {where}")
 
 
+# Options that name files or folders, most specific last.
+_PATH_OPTIONS = [("DEFAULT", "state_path"), ("simulated", "state_file"),
+                 ("DEFAULT", "log_dir"), ("DEFAULT", "log_file"),
+                 ("DEFAULT", "log_config_append")]
+
+
 def _option_for(path: str, conf: Any) -> str:
     """The option that names ``path`` or a folder around it, as the operator
     would look for it: "[DEFAULT] state_path (/var/lib/rescue-flow)"."""
     candidates = []
-    for label, read in (("[DEFAULT] state_path", lambda: conf.state_path),
-                        ("[simulated] state_file", lambda: conf.simulated.state_file)):
+    for group, name in _PATH_OPTIONS:
         try:
-            value = os.path.abspath(str(read()))
+            found = (conf if group == "DEFAULT" else conf[group])[name]
         except Exception:
             continue
+        if not found:
+            continue
+        label, value = f"[{group}] {name}", os.path.abspath(str(found))
         target = os.path.abspath(path)
         if value == target or value.startswith(target + os.sep) \
                 or target.startswith(value + os.sep):

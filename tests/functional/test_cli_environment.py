@@ -144,6 +144,13 @@ BROKEN: dict[str, tuple[Callable[[Env], None], set[str], int]] = {
         EVERY, EXIT_BAD_INPUT),
     "debug = maybe (an option that is also a command-line option)": (
         lambda env: env.set("DEFAULT", debug="maybe"), EVERY, EXIT_BAD_INPUT),
+    "[DEFAULT] log_file below a regular file": (
+        lambda env: (_state_below_a_file(env), env.set(
+            "DEFAULT", state_path=str(env.state), log_file=str(env.root / "a-file" / "x.log"))),
+        EVERY, EXIT_ENVIRONMENT),
+    "[DEFAULT] log_config_append names no file": (
+        lambda env: env.set("DEFAULT", log_config_append=str(env.root / "logging.ini")),
+        EVERY, EXIT_ENVIRONMENT),
     "[simulated] state_file is a folder": (
         lambda env: env.set("simulated", state_file=str(env.root)), HOST, EXIT_ENVIRONMENT),
 }
