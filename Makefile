@@ -6,18 +6,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Extra pytest arguments, e.g. make test PYTEST_ARGS='-k config -x'
+# Extra pytest arguments, e.g. make test-worker PYTEST_ARGS='-k config -x'
 PYTEST_ARGS ?=
 LINT_PATHS := $(wildcard rescue_flow tests bench tools nova_driver)
 
 .PHONY: help demo test test-worker lint genconfig genconfig-nova bench
 
 help:
-	@echo "make demo       seed a simulated Hyper-V host and show it (or run 'rescue-flow demo')"
+	@echo "make demo       rescue-flow demo: rescue, unrescue and a rolled-back failure on a simulated host, in one process, no setup"
 	@echo "make test       every test: the worker's (test-worker), then the Nova driver's (test-nova)"
-	@echo "make test-worker the worker's suite (broker and database tests skip without them; see .ci/run)"
+	@echo "make test-worker the worker's suite (RabbitMQ and PostgreSQL tests skip without them; see README.md, .ci/run)"
 	@echo "make lint       ruff check $(LINT_PATHS)"
 	@echo "make genconfig  regenerate etc/rescue-flow.conf.sample"
+	@echo "make docs       regenerate docs/config-reference.md"
 	@echo "make venv-nova  build .venv-nova: nova 27.5.1, compute-hyperv 16.0.0, os-win 5.9.0 (2023.1 constraints) + nova_driver/"
 	@echo "make test-nova  the Nova driver's tests in .venv-nova: unit, RabbitMQ, real Nova + the real worker (nova_driver/tests)"
 	@echo "make genconfig-nova regenerate nova_driver/etc/rescue-flow-nova.conf.sample"
@@ -31,7 +32,7 @@ $(STAMP): setup.cfg setup.py requirements.txt test-requirements.txt | $(BIN)/pyt
 	touch $@
 
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo-seed.sh
+	$(BIN)/rescue-flow demo
 
 # Both suites run even when the first fails; make test fails if either did.
 test:

@@ -2,13 +2,15 @@
 
 Each check either returns what it found or raises with what is wrong. Every
 check runs, even after one failed, and prints one line; the command exits 1
-if any failed. Nothing is started and no queue is declared: the broker
+if any failed, 2 if the config check did (every other command then stops
+with exit 2, after :func:`config_problems`). Nothing is started and no queue is declared: the broker
 checks only connect, the persistence check creates or upgrades the tables
 (as the worker would at start), and the Hyper-V check makes one read.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import socket
 import sys
@@ -17,10 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 import kombu
+import oslo_messaging
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from rescue_flow import exceptions, hyperv, messaging
+from rescue_flow import config, exceptions, hyperv, messaging
 from rescue_flow.persistence.history import History
 from rescue_flow.quarantine import QuarantineList
 
@@ -35,16 +38,19 @@ class CheckFailed(Exception):
 
 
 def run(conf: Any, out: Callable[[str], None] = print) -> int:
-    """Run every check; print one line each; 0 when all passed, else 1."""
-    failed = False
+    """Run every check; print one line each; 0 when all passed, 2 when the
+    configuration is not valid (as every other command exits then), else 1."""
+    failed = set()
     for name, check in checks(conf):
         try:
             found = check(conf)
         except Exception as exc:
-            failed = True
+            failed.add(name)
             out(f"{name:<13} FAILED: {_reason(exc)}")
         else:
             out(f"{name:<13} ok: {found}")
+    if "config" in failed:
+        return 2
     return 1 if failed else 0
 
 
@@ -65,26 +71,81 @@ def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, CheckFailed):
         return text
+    if isinstance(exc, cfg.Error):
+        return "needs a value that is not valid (see the config line)"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # The checks ----------------------------------------------------------------
 
 def check_config(conf: Any) -> str:
-    """Every option's value can be read (oslo.config parses them on first
-    use), and the host name can name a queue."""
+    """Every option's value can be read and is in range, the host name can
+    name a queue, and the URLs parse (:func:`config_problems`)."""
+    found = config_problems(conf)
+    if found:
+        raise CheckFailed("; ".join(found))
+    files = ", ".join(conf.config_file) if conf.config_file else "no config file"
+    return f"host {conf.host}, [hyperv] driver = {conf.hyperv.driver} ({files})"
+
+
+def config_problems(conf: Any) -> list[str]:
+    """What is wrong with the configuration, one item per option; every
+    command checks this before it acts."""
     messaging.register_opts(conf)
-    for name in conf:
-        value = conf[name]
-        if isinstance(value, cfg.ConfigOpts.GroupAttr):
-            for option in value:
-                value[option]
+    found = config.problems(conf)
+    if found:
+        return found  # the values below may be the bad ones
     try:
         messaging.check_host_name(conf.host)
     except exceptions.InvalidRequest as exc:
-        raise CheckFailed(f"[DEFAULT] host: {exc}") from None
-    files = ", ".join(conf.config_file) if conf.config_file else "no config file"
-    return f"host {conf.host}, [hyperv] driver = {conf.hyperv.driver} ({files})"
+        found.append(f"[DEFAULT] host: {exc}")
+    for option, url in _transport_urls(conf):
+        try:
+            parsed = oslo_messaging.TransportURL.parse(conf, url)
+        except oslo_messaging.InvalidTransportURL as exc:
+            found.append(f"{option}: {exc}")
+            continue
+        # oslo.messaging loads the driver named before a '+' (kombu+memory).
+        driver = (parsed.transport or "").split("+")[0]
+        if driver not in _transport_drivers():
+            found.append(f"{option}: no transport {driver!r} (there are "
+                         f"{', '.join(sorted(_transport_drivers()))})")
+    found += _database_url_problems(conf.persistence.connection)
+    return found
+
+
+def _database_url_problems(connection: str) -> list[str]:
+    try:
+        url = sa.engine.make_url(connection)
+    except sa.exc.ArgumentError:
+        return ["[persistence] connection: not an SQLAlchemy URL"]
+    try:
+        url.get_dialect().import_dbapi()
+    except sa.exc.NoSuchModuleError:
+        return [f"[persistence] connection: SQLAlchemy knows no database "
+                f"{url.drivername!r}"]
+    except ImportError as exc:
+        return [f"[persistence] connection: {url.drivername} needs the Python package "
+                f"{exc.name or exc}, which is not installed here (install it into "
+                "rescue-flow's environment)"]
+    return []
+
+
+def _transport_urls(conf: Any) -> list[tuple[str, str]]:
+    urls = []
+    if conf.oslo_messaging_notifications.transport_url:
+        urls.append(("[oslo_messaging_notifications] transport_url",
+                     conf.oslo_messaging_notifications.transport_url))
+    elif conf.transport_url:
+        urls.append(("[DEFAULT] transport_url", conf.transport_url))
+    if conf.nova.transport_url:
+        urls.append(("[nova] transport_url", conf.nova.transport_url))
+    return urls
+
+
+def _transport_drivers() -> set[str]:
+    return {entry.name for entry in importlib.metadata.entry_points(
+        group="oslo.messaging.drivers")}
 
 
 def check_broker(conf: Any) -> str:

@@ -8,6 +8,7 @@ oslo-config-generator (``etc/oslo-config-generator/rescue-flow.conf``).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from collections.abc import Sequence
@@ -362,3 +363,58 @@ def make_conf(args: list[str] | None = None, config_files: list[str] | None = No
         for name, value in values.items():
             conf.set_override(name, value, group=None if group == "DEFAULT" else group)
     return conf
+
+
+# Validation: every value read once, every problem named -----------------------
+
+_REWORDED = [
+    (re.compile(r"^invalid literal for int\(\) with base 10: (.*)$"), r"\1 is not a whole number"),
+    (re.compile(r"^could not convert string to float: (.*)$"), r"\1 is not a number"),
+    (re.compile(r"^Should be greater than or equal to (.*)$"), r"must be at least \1"),
+    (re.compile(r"^Should be less than or equal to (.*)$"), r"must be at most \1"),
+    (re.compile(r"^Valid values are \[(.*)\], but found (.*)$"), r"must be one of \1, not \2"),
+]
+_SOURCE = re.compile(r"detail='([^']*)'")
+
+
+def _reason(exc: Exception) -> str:
+    """oslo.config's complaint about one value, in the operator's words."""
+    cause = exc.__cause__ or exc.__context__
+    text = str(cause if isinstance(cause, ValueError) else exc).strip()
+    for pattern, replacement in _REWORDED:
+        if pattern.match(text):
+            return pattern.sub(replacement, text)
+    return text
+
+
+def problems(conf: cfg.ConfigOpts) -> list[str]:
+    """Every option whose value cannot be read, as ``[group] name: why``
+    (with ``(in FILE)`` when several files are read). oslo.config converts
+    and range-checks a value only when it is read, so without this a bad
+    value shows up (as a traceback) only when, and if, a command uses it."""
+    found = []
+    for group_name, opt_name in _all_options(conf):
+        group = None if group_name == "DEFAULT" else group_name
+        try:
+            (conf if group is None else conf[group])[opt_name]
+        except (ValueError, cfg.Error) as exc:
+            source = _SOURCE.search(str(exc))
+            several = len(conf.config_file) > 1
+            where = f" (in {source.group(1)})" if source and several else ""
+            found.append(f"[{group_name}] {opt_name}: {_reason(exc)}{where}")
+    return found
+
+
+def _all_options(conf: cfg.ConfigOpts) -> list[tuple[str, str]]:
+    names = []
+    for name in conf:
+        try:
+            value = conf[name]
+        except (ValueError, cfg.Error):
+            names.append(("DEFAULT", name))
+            continue
+        if isinstance(value, cfg.ConfigOpts.GroupAttr):
+            names += [(name, option) for option in value]
+        else:
+            names.append(("DEFAULT", name))
+    return names

@@ -112,6 +112,9 @@ def demo_conf(folder: str) -> Any:
     })
     messaging.register_opts(conf)
     conf.set_override("transport_url", "kombu+memory:////")
+    # kombu's memory transport has no heartbeats: oslo.messaging would warn
+    # about it on every connection.
+    conf.set_override("heartbeat_timeout_threshold", 0, group="oslo_messaging_rabbit")
     return conf
 
 

@@ -109,6 +109,10 @@ class RevertFailed(RescueFlowError):
     """Undoing a failed step failed too: the host needs an operator."""
 
 
+class QuarantineFileCorrupt(RescueFlowError):
+    """An earlier release's quarantine.json cannot be read, so it cannot be imported."""
+
+
 class StorageUnavailable(RescueFlowError):
     """The history database did not answer within ``[persistence]
     storage_retry_timeout``: the request is left, unfinished, for a resume.

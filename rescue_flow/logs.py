@@ -3,8 +3,9 @@
 The worker logs at INFO (``--debug``: DEBUG, every os-win call included).
 Foreground commands print what the operator needs themselves, so they log
 only warnings, and to stderr (stdout is theirs: tables, ``--json``);
-TaskFlow's own report of a failed step (a traceback) is dropped there, since
-the command prints the failed step and its error.
+TaskFlow's own report of a failed flow (a traceback, ~60 lines for a
+quarantine) is dropped there, since the command prints the outcome and
+where to read the rest.
 
 While a request is handled (its intake, its flow, each task, each os-win
 call) :func:`request_context` keeps an oslo.context ``RequestContext`` for
@@ -37,7 +38,12 @@ def setup(conf: Any, daemon: bool) -> None:
         return
     if not daemon:
         logging.getLogger().setLevel(logging.WARNING)
-        logging.getLogger("taskflow").setLevel(logging.ERROR)
+        # TaskFlow logs a failed flow's traceback at ERROR; the command
+        # prints the outcome, and 'rescue-flow status UUID' has every step.
+        logging.getLogger("taskflow").setLevel(logging.CRITICAL)
+        # oslo.messaging logs each failed connection attempt at ERROR; the
+        # client says in one line that it could not reach the broker.
+        logging.getLogger("oslo.messaging").setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager

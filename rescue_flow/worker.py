@@ -310,7 +310,7 @@ class Worker:
         self.results = protocol.Results(publisher, conf.worker.results_topic)
         self.router = protocol.Router(publisher, conf.worker.requests_topic)
         self.history = history or getattr(runner, "history", None) or \
-            History.from_conf(conf)
+            History.from_conf(conf, wait=True)
         if runner is None:
             runner = FlowRunner.from_conf(conf, hyperv.get_host(conf), self.history)
         self.metrics = Metrics()

@@ -115,11 +115,15 @@ if (-not (Test-Path $ConfigFile)) {
 
 New-Item -ItemType Directory -Force -Path $StateDir | Out-Null
 
-# The worker would crash-loop on a config it cannot read: read it once here.
-# 'status' loads the config and opens the history database, and changes nothing.
+# The worker would crash-loop on a config it cannot use: try it once here.
+# 'status' checks every value of the config (exit 2 if one is not valid, as
+# 'worker --check' does) and opens the history database in the state folder
+# (exit 5 if it cannot), and changes nothing. It says what is wrong in one
+# line on stderr. ('worker --check' would also need the broker, and the
+# metrics port that a running worker holds.)
 & $Worker --config-file $ConfigFile status --limit 1 | Out-Null
 if ($LASTEXITCODE -ne 0) {
-    throw "'rescue-flow --config-file $ConfigFile status' failed (exit $LASTEXITCODE): fix the config first"
+    throw "'rescue-flow --config-file $ConfigFile status --limit 1' failed (exit $LASTEXITCODE): fix what the line above says first"
 }
 
 Remove-WorkerService

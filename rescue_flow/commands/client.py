@@ -18,20 +18,25 @@ from typing import Any
 
 from rescue_flow import exceptions, messaging, requests
 from rescue_flow.client import Client, WaitTimedOut, WatchLost, new_request_id
-from rescue_flow.commands.run import EXIT_BAD_INPUT, exit_code, print_result, print_step
-
-EXIT_NO_RESULT = 4
+from rescue_flow.commands.errors import EXIT_BAD_INPUT, EXIT_NO_RESULT
+from rescue_flow.commands.run import exit_code, print_result, print_step
 
 _HOST_HELP = ("the instance's Hyper-V host, as Nova names it (default: [DEFAULT] host "
               "from the config file); the client cannot look up where an instance "
               "runs, so give it unless the instance is on that host")
 
+_UUID_HELP = "the instance's uuid, as Nova shows it"
+_EXIT_CODES = ("Exit codes: 0 queued (with --wait: done or nothing to do), 1 failed and "
+               "rolled back, or refused, 2 bad input or configuration, 3 the instance "
+               "is quarantined, 4 no result in time or the broker cannot be reached.")
+
 
 def register(subparsers: Any) -> None:
     rescue = subparsers.add_parser(
         "rescue", help="ask the instance's host to rescue it",
-        description="Queue a rescue for the worker of the instance's host.")
-    rescue.add_argument("instance_uuid")
+        description="Queue a rescue for the worker of the instance's host; with "
+        "--wait, follow it to its end.", epilog=_EXIT_CODES)
+    rescue.add_argument("instance_uuid", metavar="UUID", help=_UUID_HELP)
     rescue.add_argument("--image", dest="image_id", metavar="IMAGE_ID",
                         help="cached rescue image (default: the image the instance "
                         "was booted from)")
@@ -40,8 +45,9 @@ def register(subparsers: Any) -> None:
 
     unrescue = subparsers.add_parser(
         "unrescue", help="ask the instance's host to unrescue it",
-        description="Queue an unrescue for the worker of the instance's host.")
-    unrescue.add_argument("instance_uuid")
+        description="Queue an unrescue for the worker of the instance's host; with "
+        "--wait, follow it to its end.", epilog=_EXIT_CODES)
+    unrescue.add_argument("instance_uuid", metavar="UUID", help=_UUID_HELP)
     _common(unrescue)
     unrescue.set_defaults(func=rescue_command, action="unrescue", image_id=None)
 
@@ -94,8 +100,10 @@ def rescue_command(conf: Any, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_NO_RESULT
     except Exception as exc:  # the broker refused or is unreachable
-        print(f"{prog}: could not send the request: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        reason = " ".join(str(exc).split())
+        print(f"{prog}: could not send the request: {type(exc).__name__}: {reason}; check "
+              "the broker's settings ([DEFAULT] transport_url, [oslo_messaging_rabbit]) "
+              "and that it runs: 'rescue-flow worker --check' tests it", file=sys.stderr)
         return EXIT_NO_RESULT
     finally:
         client.close()
@@ -103,7 +111,7 @@ def rescue_command(conf: Any, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True), flush=True)
         return exit_code(result)
-    print_result(result)
+    print_result(result, host)
     if result.failed_step:
         print(f"  failed step: {result.failed_step}", flush=True)
     return exit_code(result)

@@ -18,7 +18,8 @@ def register(subparsers: Any) -> None:
         "demo", help="show the whole loop on a simulated host, no setup needed",
         description="Seed a simulated Hyper-V host, publish Nova's rescue and unrescue "
         "notifications on an in-memory broker, run them, then inject a failure and "
-        "show the rollback.")
+        "show the rollback. Needs no config file and changes nothing outside its "
+        "temporary folder.", epilog="Exit codes: 0 every check passed, 1 one did not.")
     parser.add_argument("--keep", metavar="DIR",
                         help="keep the simulated host in DIR instead of a temporary folder")
     parser.set_defaults(func=demo_command)

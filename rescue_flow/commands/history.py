@@ -14,15 +14,53 @@ from rescue_flow.persistence.history import History, RequestRecord
 
 def register(subparsers: Any) -> None:
     status = subparsers.add_parser(
-        "status", help="recent requests, their outcome and each step's state")
-    status.add_argument("instance_uuid", nargs="?")
-    status.add_argument("--limit", type=int, default=20)
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+        "status", help="recent requests, their outcome and each step's state",
+        description="Show the most recent requests in the history, newest first, "
+        "each with its outcome (or its state while it runs), its reason and every "
+        "step's state.")
+    status.add_argument("instance_uuid", nargs="?", metavar="UUID",
+                        help="only the requests for this instance")
+    status.add_argument("--limit", type=_at_least_one, default=20, metavar="N",
+                        help="show at most N requests (default 20)")
+    status.add_argument("--json", action="store_true",
+                        help="print the requests as JSON, for scripts")
     status.set_defaults(func=status_command)
 
-    purge = subparsers.add_parser("purge", help="forget finished requests older than N days")
-    purge.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    purge = subparsers.add_parser(
+        "purge", help="forget finished requests older than N days",
+        description="Delete finished requests from the history: those older than "
+        "--older-than days, or with --all every one. Requests still running or "
+        "waiting are kept. The worker purges by itself after [persistence] "
+        "history_days.")
+    which = purge.add_mutually_exclusive_group(required=True)
+    which.add_argument("--older-than", type=_days, metavar="DAYS",
+                       help="forget requests that finished more than DAYS days "
+                       "ago (more than 0; fractions allowed)")
+    which.add_argument("--all", action="store_true",
+                       help="forget every finished request")
     purge.set_defaults(func=purge_command)
+
+
+def _at_least_one(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return number
+
+
+def _days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of days") from None
+    if not days > 0 or days == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0, not {value} (to forget every finished request, "
+            "use --all)")
+    return days
 
 
 def _describe(history: History, record: RequestRecord) -> dict[str, Any]:
@@ -73,6 +111,11 @@ def status_command(conf: Any, args: argparse.Namespace) -> int:
 
 
 def purge_command(conf: Any, args: argparse.Namespace) -> int:
-    purged = History.from_conf(conf).purge(datetime.timedelta(days=args.older_than))
-    print(f"purged {purged} finished request(s) older than {args.older_than:g} days")
+    history = History.from_conf(conf)
+    if args.all:
+        purged = history.purge(datetime.timedelta(0))
+        print(f"purged {purged} finished request(s)")
+    else:
+        purged = history.purge(datetime.timedelta(days=args.older_than))
+        print(f"purged {purged} finished request(s) older than {args.older_than:g} days")
     return 0

@@ -19,23 +19,34 @@ import uuid
 from typing import Any
 
 from rescue_flow import exceptions, requests
+from rescue_flow.commands import errors
+from rescue_flow.commands.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_ENVIRONMENT,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_QUARANTINED,
+)
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.progress import StepEvent
 from rescue_flow.quarantine import QuarantineList
 from rescue_flow.runner import FlowRunner
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_QUARANTINED = 3
-EXIT_STORAGE_UNAVAILABLE = 5
+_UUID_HELP = "the instance's uuid, as Nova shows it"
+_EXIT_CODES = ("Exit codes: 0 done or nothing to do, 1 failed and rolled back, or refused, "
+               "2 bad input or configuration, 3 the instance is quarantined, 5 a file, "
+               "folder or database it needs cannot be used.")
 
 
 def register(subparsers: Any) -> None:
     run = subparsers.add_parser(
-        "run", help="rescue or unrescue an instance on this host, in the foreground")
-    run.add_argument("action", choices=requests.ACTIONS)
-    run.add_argument("instance_uuid")
+        "run", help="rescue or unrescue an instance on this host, in the foreground",
+        description="Rescue or unrescue an instance of this host in this process, "
+        "without the broker or the worker, printing each step as it runs (and, on a "
+        "failure, as it is rolled back). The request is recorded in the history "
+        "like the worker's.", epilog=_EXIT_CODES)
+    run.add_argument("action", choices=requests.ACTIONS, help="rescue or unrescue")
+    run.add_argument("instance_uuid", metavar="UUID", help=_UUID_HELP)
     run.add_argument("--image", dest="image_id", metavar="IMAGE_ID",
                      help="cached rescue image (rescue only); default: the image the "
                      "instance was booted from")
@@ -45,17 +56,30 @@ def register(subparsers: Any) -> None:
 
     resume = subparsers.add_parser(
         "resume", help="finish, in the foreground, every request of this host that a "
-        "crash interrupted (the worker does this at start)")
+        "crash interrupted (the worker does this at start)",
+        description="Finish, in this process, every request of this host that was "
+        "recorded and never finished (a killed worker or run): each resumes from its "
+        "last recorded step. The worker does the same when it starts.",
+        epilog=_EXIT_CODES)
     resume.set_defaults(func=resume_command)
 
     quarantined = subparsers.add_parser(
-        "quarantined", help="list the instances a failed revert left for an operator")
-    quarantined.add_argument("--json", action="store_true", help="machine-readable output")
+        "quarantined", help="list the instances a failed revert left for an operator",
+        description="List the instances on the quarantine list: a step failed, then "
+        "rolling back failed too, so rescue-flow refuses every request for them until "
+        "an operator has looked at the host and run 'rescue-flow reset UUID'.")
+    quarantined.add_argument("--json", action="store_true",
+                             help="print the list as JSON, for scripts")
     quarantined.set_defaults(func=quarantined_command)
 
     reset = subparsers.add_parser(
-        "reset", help="take an instance out of quarantine after checking its host")
-    reset.add_argument("instance_uuid")
+        "reset", help="take an instance off the quarantine list, once you have "
+        "checked its host",
+        description="Take an instance off the quarantine list. It checks and changes "
+        "nothing on the host: look at the host first (docs/troubleshooting.md, "
+        "Quarantine). The next request for the instance reads the host again and "
+        "cleans up what a failed rollback left.")
+    reset.add_argument("instance_uuid", metavar="UUID", help=_UUID_HELP)
     reset.set_defaults(func=reset_command)
 
 
@@ -64,13 +88,18 @@ def print_step(event: StepEvent) -> None:
     print(f"  {event.step}: {event.state}{took}", flush=True)
 
 
-def print_result(result: Result) -> None:
+def print_result(result: Result, host: str | None = None) -> None:
+    """The outcome in one line; for a failure, where its details are (the
+    history of ``host``'s worker, when that is another host)."""
     line = f"{result.action} {result.instance_uuid}: {result.outcome.value}"
     if result.reason:
         line += f": {result.reason}"
     print(line, flush=True)
     if result.reverted_steps:
         print(f"  reverted: {', '.join(result.reverted_steps)}", flush=True)
+    if not result.outcome.ok:
+        where = f" (the history of {host}'s worker)" if host else ""
+        print(f"  details: rescue-flow status {result.instance_uuid}{where}", flush=True)
 
 
 def exit_code(result: Result) -> int:
@@ -90,6 +119,7 @@ def run_command(conf: Any, args: argparse.Namespace) -> int:
     except exceptions.InvalidRequest as exc:
         print(f"rescue-flow run: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    errors.ready(conf)
     runner = FlowRunner.durable(conf)
     print(f"{request.action} {request.instance_uuid} on {conf.host}:", flush=True)
     try:
@@ -107,10 +137,11 @@ def _left_for_resume(request: requests.Request, exc: exceptions.StorageUnavailab
     else:
         then = "the request was not recorded and nothing was done; try again later"
     print(f"{request.action} {request.instance_uuid}: {exc}; {then}", flush=True)
-    return EXIT_STORAGE_UNAVAILABLE
+    return EXIT_ENVIRONMENT  # the history storage is the environment that failed
 
 
 def resume_command(conf: Any, args: argparse.Namespace) -> int:
+    errors.ready(conf)
     runner = FlowRunner.durable(conf)
     assert runner.history is not None
     unfinished = runner.history.unfinished()

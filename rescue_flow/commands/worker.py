@@ -15,7 +15,8 @@ signal.
 
 ``--check`` starts nothing: it checks the config, the brokers, the state
 folder, the history database, the Hyper-V host and the metrics port, prints
-one line each, and exits 1 if any failed (:mod:`rescue_flow.checks`).
+one line each, and exits 1 if any failed, 2 if the config did
+(:mod:`rescue_flow.checks`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import threading
 from typing import Any
 
 from rescue_flow import checks
+from rescue_flow.commands import errors
 from rescue_flow.worker import Worker
 
 LOG = logging.getLogger(__name__)
@@ -41,12 +43,15 @@ def register(subparsers: Any) -> None:
     worker = subparsers.add_parser(
         "worker", help="run the worker daemon for this host ([DEFAULT] host)",
         description="Take this host's requests and Nova's rescue events; run the "
-        "flows. Stop with SIGTERM or Ctrl-C.")
+        "flows. Stop with SIGTERM or Ctrl-C: the running flows finish first.",
+        epilog="Exit codes: 0 stopped, 2 bad configuration, 5 a file, folder or "
+        "database it needs cannot be used; with --check: 0 all ok, 1 a check "
+        "failed, 2 the configuration is not valid.")
     worker.add_argument(
         "--check", action="store_true",
         help="start nothing: check the config, the broker(s), the state folder, the "
         "history database, the Hyper-V host and the metrics port; print one line "
-        "each and exit 0 if all are ok, 1 if not")
+        "each")
     worker.set_defaults(func=worker_command)
 
 
@@ -58,6 +63,12 @@ def _stop_signals() -> list[int]:
 def worker_command(conf: Any, args: argparse.Namespace) -> int:
     if args.check:
         return checks.run(conf)
+    try:
+        errors.ready(conf)
+    except Exception as exc:
+        # The service's log says why it stopped, as well as stderr.
+        LOG.critical("Cannot start: %s", errors.describe(exc, conf) or exc)
+        raise
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

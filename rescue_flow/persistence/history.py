@@ -139,12 +139,20 @@ class History:
         self._writing = False
 
     @classmethod
-    def from_conf(cls, conf: Any) -> History:
+    def from_conf(cls, conf: Any, wait: bool = False) -> History:
+        """The configured history, its tables created or upgraded.
+
+        ``wait``: ride out a database that does not answer yet, as every
+        later read and write does (the worker, starting as a service). A
+        command an operator runs says at once what is wrong instead.
+        """
         history = cls(create_engine(conf.persistence.connection,
                                     conf.persistence.sqlite_busy_timeout),
                       conf.host, Retry.from_conf(conf))
-        # A start while another process holds the database is retried too.
-        history.retry(history.upgrade)()
+        if wait:
+            history.retry(history.upgrade)()
+        else:
+            history.upgrade()
         quarantine.import_file(history.engine,
                                os.path.join(conf.state_path, LEGACY_QUARANTINE_FILE),
                                conf.host)

@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rescue_flow import exceptions
 from rescue_flow.persistence import schema
 
 LOG = logging.getLogger(__name__)
@@ -94,8 +95,7 @@ def import_file(engine: sa.engine.Engine, path: str, host: str) -> int:
             sa.select(_markers.c.name).where(_markers.c.name == marker)).first()
     if done is not None:
         return 0
-    with open(path, "rb") as handle:
-        document = json.loads(handle.read().decode("utf-8") or "{}")
+    document = _read_old_file(path)
     try:
         imported = _import(engine, document, host, marker, path)
     except sa.exc.IntegrityError:
@@ -103,6 +103,25 @@ def import_file(engine: sa.engine.Engine, path: str, host: str) -> int:
     LOG.info("Imported %d quarantined instance(s) from %s into the history; the file "
              "is no longer read", imported, path)
     return imported
+
+
+def _read_old_file(path: str) -> dict[str, Any]:
+    """The old quarantine list, or QuarantineFileCorrupt naming the file: its
+    instances must not be forgotten because it could not be read."""
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        document = json.loads(raw.decode("utf-8") or "{}")
+    except ValueError as exc:
+        document = exc
+    if not isinstance(document, dict) or not all(
+            isinstance(entry, dict) for entry in document.values()):
+        raise exceptions.QuarantineFileCorrupt(
+            f"the quarantine list of an earlier release, {path}, cannot be read "
+            f"({document if isinstance(document, ValueError) else 'not a JSON object of entries'}):"
+            f" repair it (instance uuid -> {{reason, request_id, since}}) or move it aside "
+            f"after quarantining its instances by hand; it is imported once, then left alone")
+    return document
 
 
 def _import(engine: sa.engine.Engine, document: dict[str, Any], host: str, marker: str,

@@ -5,8 +5,8 @@ Every subcommand works on ``[simulated] state_file``; ``init`` also reads
 latencies set here are stored in the state file, so a worker process using
 the same file sees them on its next call.
 
-Exit codes: 0 done, 2 bad input (unknown method, image, VM...), 1 any other
-failure (no state file, an os-win error).
+Exit codes: 0 done, 2 bad input (unknown method, image, VM...), 1 an os-win
+error, 5 the state file is missing or cannot be read whole.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 from oslo_config import cfg
 
+from rescue_flow.commands import errors
 from rescue_flow.simhost import faults
 from rescue_flow.simhost.host import SimulatedHost, offered_methods
 from rescue_flow.simhost.oswin import exceptions as oswin_exceptions
@@ -31,17 +32,21 @@ def _guarded(handler: Handler) -> Handler:
     def run(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
         try:
             return handler(conf, args)
-        except ValueError as exc:
-            return _fail(str(exc), 2)
-        except (OSError, oswin_exceptions.OSWinException) as exc:
-            return _fail(str(exc), 1)
+        except Exception as exc:
+            if errors.describe(exc, conf) is not None:
+                raise  # the state file or its folder: the CLI's one error path
+            if isinstance(exc, ValueError):
+                return _fail(args, str(exc), errors.EXIT_BAD_INPUT)
+            if isinstance(exc, (OSError, oswin_exceptions.OSWinException)):
+                return _fail(args, str(exc), errors.EXIT_FAILED)
+            raise
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__
     return run
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"rescue-flow sim: error: {message}", file=sys.stderr)
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    print(f"rescue-flow sim {args.sim_command}: {message}", file=sys.stderr)
     return code
 
 
@@ -149,7 +154,14 @@ def register(subparsers: Any) -> None:
     """Add ``sim`` and its subcommands to the ``rescue-flow`` parser."""
     sim = subparsers.add_parser(
         "sim", help="set up, inspect and break the simulated Hyper-V host",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description="Set up, inspect and break the simulated Hyper-V host that "
+        "rescue-flow drives with [hyperv] driver = simulated. Every subcommand works "
+        "on the file [simulated] state_file; init also reads [hyperv] instances_path "
+        "and [hyperv] vswitch_names. Faults and latencies set here are kept in that "
+        "file, so a worker using it sees them on its next call.",
+        epilog="Exit codes: 0 done, 1 a Hyper-V call failed, 2 bad input or "
+        "configuration (an unknown method, image or VM), 5 the state file is missing "
+        "or cannot be read whole.")
     sub = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
     sub.required = True
 
@@ -161,23 +173,30 @@ def register(subparsers: Any) -> None:
     command("init", _init, "create a fresh, empty host (overwrites the state file)")
 
     p = command("add-image", _add_image, "put an image in the host's image cache")
-    p.add_argument("image_id", metavar="IMAGE_ID")
-    p.add_argument("--generation", type=int, choices=(1, 2), required=True)
-    p.add_argument("--format", choices=("vhd", "vhdx"), required=True)
+    p.add_argument("image_id", metavar="IMAGE_ID", help="the image's id, as Glance names it")
+    p.add_argument("--generation", type=int, choices=(1, 2), required=True,
+                   help="the VM generation the image boots")
+    p.add_argument("--format", choices=("vhd", "vhdx"), required=True,
+                   help="the disk format (Gen2 needs vhdx)")
 
     p = command("add-vm", _add_vm, "add an instance VM as Nova would have made it")
     p.add_argument("name", metavar="NAME", help="VM name, e.g. instance-0000002a")
     p.add_argument("--uuid", required=True, help="instance uuid (kept in the notes)")
-    p.add_argument("--image", required=True, metavar="IMAGE_ID")
+    p.add_argument("--image", required=True, metavar="IMAGE_ID",
+                   help="the cached image the instance was booted from (add-image)")
     p.add_argument("--generation", type=int, choices=(1, 2),
                    help="default: the image's generation")
     p.add_argument("--stopped", action="store_true", help="leave the VM off")
     p.add_argument("--boot-from-volume", action="store_true",
                    help="root on a passthrough volume instead of root.vhd(x)")
-    p.add_argument("--nics", type=_count, default=0, metavar="N")
-    p.add_argument("--memory-mb", type=int, default=1024)
-    p.add_argument("--vcpus", type=int, default=1)
-    p.add_argument("--config-drive", action="store_true")
+    p.add_argument("--nics", type=_count, default=0, metavar="N",
+                   help="network adapters on the first virtual switch (default 0)")
+    p.add_argument("--memory-mb", type=int, default=1024, metavar="MB",
+                   help="memory (default 1024)")
+    p.add_argument("--vcpus", type=int, default=1, metavar="N",
+                   help="virtual processors (default 1)")
+    p.add_argument("--config-drive", action="store_true",
+                   help="give it a config drive disk, as Nova's config drive")
     p.add_argument("--soft-shutdown", choices=("clean", "hang"), default="clean",
                    help="how the guest answers a soft shutdown request")
     p.add_argument("--checkpoints", type=_count, default=0, metavar="N",
@@ -190,21 +209,27 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="the canonical JSON view")
 
     p = command("calls", _calls, "list the os-win calls made so far")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the calls as JSON")
 
     command("clear-calls", _clear_calls, "empty the call log")
 
     p = command("fault", _fault, "make calls of an os-win method fail")
-    p.add_argument("method", metavar="METHOD", type=_method)
-    p.add_argument("--mode", choices=faults.MODES, required=True)
+    p.add_argument("method", metavar="METHOD", type=_method,
+                   help="the os-win method, e.g. attach_drive")
+    p.add_argument("--mode", choices=faults.MODES, required=True,
+                   help="permanent or transient: the call fails (transient ones "
+                   "are retried); crash-before or crash-after: the calling process "
+                   "ends before or after the call takes effect")
     p.add_argument("--after", type=_count, default=0, metavar="N",
                    help="calls that still succeed first (default 0)")
     p.add_argument("--times", type=_count, default=None, metavar="N",
                    help="calls that fail (default: every later call)")
 
     p = command("latency", _latency, "make each call of an os-win method slower")
-    p.add_argument("method", metavar="METHOD", type=_method)
-    p.add_argument("seconds", metavar="SECONDS", type=float)
+    p.add_argument("method", metavar="METHOD", type=_method,
+                   help="the os-win method, e.g. attach_drive")
+    p.add_argument("seconds", metavar="SECONDS", type=float,
+                   help="added to each call")
 
     p = command("profile", _profile,
                 "make every call cost what a WMI cost profile says ('sim latency' "

@@ -54,7 +54,7 @@ class SimulatedHost:
         if not self._store.exists():
             raise StateFileMissing(
                 f"simulated host state file {self._store.path} does not exist; "
-                f"create it with 'rescue-flow sim init' or SimulatedHost.init()")
+                "create it with 'rescue-flow sim init'")
         engine = Engine(self._store)
         self.vmutils = SimVMUtils(engine)
         self.vhdutils = SimVHDUtils(engine)

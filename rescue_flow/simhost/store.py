@@ -27,6 +27,7 @@ ends; a crash fault commits them first (``Transaction.make_durable``), since
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -56,6 +57,11 @@ class StateFileMissing(FileNotFoundError):
     """The state file does not exist: the host was never initialised."""
 
 
+class StateFileCorrupt(ValueError):
+    """The state file is not a simulated host's database: it cannot be read
+    whole, and a shorter host would lie."""
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -76,10 +82,6 @@ class _Shared:
 
     def connection(self) -> sqlite3.Connection:
         if self.conn is None:
-            if not os.path.exists(self.path):
-                raise StateFileMissing(
-                    f"simulated host state file {self.path} does not exist; "
-                    f"create it with 'rescue-flow sim init'")
             self.conn = _connect(self.path)
         return self.conn
 
@@ -96,6 +98,18 @@ class _Shared:
 
 
 def _connect(path: str) -> sqlite3.Connection:
+    """A connection to an existing state file (sqlite3 would create a new one)."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a simulated host's state "
+                                "file", path)
+    if not os.path.exists(path):
+        raise StateFileMissing(f"simulated host state file {path} does not exist; create "
+                               f"it with 'rescue-flow sim init'")
+    return _open(path)
+
+
+def _open(path: str) -> sqlite3.Connection:
+    """A connection to the state file, created if missing, with its tables."""
     # isolation_level=None: transactions are begun and ended here, explicitly.
     conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None,
                            check_same_thread=False)
@@ -105,8 +119,10 @@ def _connect(path: str) -> sqlite3.Connection:
         conn.executescript(_SCHEMA)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise ValueError(f"simulated host state file {path} is not a simulated "
-                         f"host's database: {exc}") from None
+        raise StateFileCorrupt(
+            f"simulated host state file {path} is not a simulated host's database "
+            f"({exc}): restore it, or move it aside and create a new host with "
+            f"'rescue-flow sim init'") from None
     return conn
 
 
@@ -204,12 +220,12 @@ class StateStore:
         with shared.lock:
             shared.close()
             try:
-                _connect(self.path).close()  # creates it, or checks it
+                _open(self.path).close()  # creates it, or checks it
             except ValueError:  # not a database (a state file of old): replace it
                 for suffix in ("", "-wal", "-shm"):
                     if os.path.exists(self.path + suffix):
                         os.remove(self.path + suffix)
-                _connect(self.path).close()
+                _open(self.path).close()
             conn = shared.connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -246,11 +262,9 @@ class StateStore:
 
     def read_from_disk(self) -> dict[str, Any]:
         """The state as a process that never saw it loads it (no cache)."""
-        if not self.exists():
-            raise StateFileMissing(f"simulated host state file {self.path} does not exist")
         conn = _connect(self.path)
         try:
-            return _read_all(conn)[0]
+            return _read_whole(conn, self.path)[0]
         finally:
             conn.close()
 
@@ -278,7 +292,7 @@ class StateStore:
         version = _data_version(conn)
         if shared.data is not None and version == shared.version:
             return  # nothing changed since this process last looked
-        data, next_seq = _read_all(conn)
+        data, next_seq = _read_whole(conn, shared.path)
         shared.data, shared.stored = data, changes.clone(data)
         shared.next_seq = next_seq
         shared.version = version
@@ -307,6 +321,21 @@ class StateStore:
 
 def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _read_whole(conn: sqlite3.Connection,
+                path: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """The whole host, or StateFileCorrupt: never a host short of what a
+    damaged page or row held (a VM that vanished would be the worse lie)."""
+    try:
+        return _read_all(conn)
+    except sqlite3.OperationalError:
+        raise  # locked, busy, I/O: not the content's fault
+    except (sqlite3.DatabaseError, ValueError) as exc:
+        raise StateFileCorrupt(
+            f"simulated host state file {path} cannot be read whole ({exc}): restore "
+            f"it, or move it aside and create a new host with 'rescue-flow sim init'"
+        ) from None
 
 
 def _read_all(conn: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, int]]:

@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from simsite import GEN1_IMAGE, GEN1_UUID
 
 from rescue_flow import cli
-
-
-@pytest.fixture
-def config_file(seeded, tmp_path):
-    conf = seeded.conf
-    path = tmp_path / "rescue-flow.conf"
-    path.write_text(
-        f"[DEFAULT]\nhost = hv-test\nstate_path = {conf.state_path}\n"
-        f"[hyperv]\ndriver = simulated\ninstances_path = {conf.hyperv.instances_path}\n"
-        "soft_shutdown_timeout = 1\npower_state_poll_interval = 0.01\n"
-        "[retry]\ninitial_backoff = 0\nmax_backoff = 0\n")
-    return str(path)
 
 
 def _run(config_file, *args):

@@ -78,9 +78,10 @@ def test_sim_add_vm_with_bad_input_exits_2_with_a_message(seeded, capsys):
     assert sim(seeded, "add-vm", "vm2", "--uuid", UUID1, "--image", "missing") == 2
 
 
-def test_sim_commands_without_a_state_file_exit_1(config, capsys):
-    assert sim(config, "show") == 1
-    assert "sim init" in capsys.readouterr().err
+def test_sim_commands_without_a_state_file_exit_5_saying_how_to_create_it(config, capsys):
+    assert sim(config, "show") == 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rescue-flow sim init" in err
 
 
 def test_sim_fault_refuses_a_method_the_host_does_not_offer_and_lists_them(seeded,

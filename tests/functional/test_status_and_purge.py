@@ -163,7 +163,52 @@ def test_status_limit_keeps_the_newest_requests(site, rescue_flow_cli):
     assert [item["request_id"] for item in json.loads(out)] == [newest.request_id]
 
 
+@pytest.mark.parametrize("limit", ["0", "-1", "many"])
+def test_status_refuses_a_limit_below_one_instead_of_saying_nothing_is_recorded(
+        site, rescue_flow_cli, limit):
+    rescue(site)
+
+    with pytest.raises(SystemExit) as exit_info:
+        rescue_flow_cli("status", "--limit", limit)
+
+    assert exit_info.value.code == 2
+
+
 # purge -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "nan", "inf", "soon"])
+def test_purge_refuses_days_that_would_forget_everything_or_mean_nothing(
+        site, rescue_flow_cli, capsys, days):
+    rescue(site)
+
+    with pytest.raises(SystemExit) as exit_info:
+        rescue_flow_cli("purge", "--older-than", days)
+
+    assert exit_info.value.code == 2
+    assert "--older-than" in capsys.readouterr().err
+    _, listed, _ = rescue_flow_cli("status", "--json")
+    assert len(json.loads(listed)) == 1
+
+
+def test_purge_all_forgets_every_finished_request_and_keeps_unfinished_ones(
+        site, rescue_flow_cli):
+    rescue(site)
+    unrescue(site)
+    waiting = Request("rescue", GEN1_UUID, new_request_id(), image_id=GEN1_IMAGE)
+    site.runner.history.accept(waiting)
+
+    code, out, _ = rescue_flow_cli("purge", "--all")
+
+    assert (code, out) == (0, "purged 2 finished request(s)\n")
+    _, listed, _ = rescue_flow_cli("status", "--json")
+    assert [item["request_id"] for item in json.loads(listed)] == [waiting.request_id]
+
+
+def test_purge_needs_days_or_all(rescue_flow_cli):
+    with pytest.raises(SystemExit) as exit_info:
+        rescue_flow_cli("purge")
+    assert exit_info.value.code == 2
 
 
 def test_purge_forgets_finished_requests_older_than_the_given_days(site, rescue_flow_cli):

@@ -245,7 +245,7 @@ def test_run_says_history_storage_unavailable_exits_5_and_resume_finishes_it(
                      "--image", GEN1_IMAGE])
     outage.end()
     out = capsys.readouterr().out
-    assert code == run_command.EXIT_STORAGE_UNAVAILABLE
+    assert code == run_command.EXIT_ENVIRONMENT
     assert "history storage unavailable" in out and "rescue-flow resume" in out
     assert "REVERT" not in out
 

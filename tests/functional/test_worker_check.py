@@ -1,4 +1,5 @@
-"""``rescue-flow worker --check``: one line per check, exit 1 on any fault.
+"""``rescue-flow worker --check``: one line per check, exit 1 on any fault
+(2 when the configuration is not valid, as for every command).
 
 Each test breaks one thing in an otherwise good setup (kombu's in-memory
 broker, SQLite, a simulated host, a free metrics port) and runs the command
@@ -122,14 +123,17 @@ def test_a_database_that_cannot_be_reached_fails_the_persistence_check(
 def test_a_connection_string_that_is_no_url_fails_the_persistence_check(
         setup, capsys) -> None:
     code, lines, _ = setup.change("persistence", connection="rescue_flow@db").check(capsys)
-    assert code == 1
+    assert code == 2
+    assert lines["config"] == "FAILED: [persistence] connection: not an SQLAlchemy URL"
     assert lines["persistence"] == "FAILED: [persistence] connection is not an SQLAlchemy URL"
 
 
 def test_a_database_driver_that_is_not_installed_fails_the_persistence_check(
         setup, capsys) -> None:
     code, lines, _ = setup.change("persistence", connection="nosuchdb://x/y").check(capsys)
-    assert code == 1
+    assert code == 2
+    assert lines["config"] == ("FAILED: [persistence] connection: SQLAlchemy knows no "
+                               "database 'nosuchdb'")
     assert lines["persistence"].startswith("FAILED: nosuchdb://x/y: NoSuchModuleError")
 
 
@@ -172,16 +176,25 @@ def test_metrics_that_are_off_need_no_port(setup, capsys) -> None:
     assert lines["metrics"] == "ok: not served ([metrics] enabled = false)"
 
 
-def test_a_value_of_the_wrong_type_fails_the_config_check(setup, capsys) -> None:
+def test_a_value_of_the_wrong_type_fails_the_config_check_with_exit_2(setup, capsys) -> None:
     code, lines, _ = setup.change("worker", max_concurrent_flows="lots").check(capsys)
-    assert code == 1
-    assert lines["config"].startswith("FAILED: ConfigFileValueError: ")
-    assert "max_concurrent_flows" in lines["config"]
+    assert code == 2
+    assert lines["config"] == "FAILED: [worker] max_concurrent_flows: 'lots' is not a whole number"
+
+
+def test_the_config_check_names_every_bad_value_in_its_one_line(setup, capsys) -> None:
+    setup.change("worker", max_concurrent_flows="0").change("metrics", port="99999")
+    code, lines, _ = setup.change("hyperv", soft_shutdown_timeout="abc").check(capsys)
+    assert code == 2
+    assert lines["config"] == (
+        "FAILED: [hyperv] soft_shutdown_timeout: 'abc' is not a whole number; "
+        "[worker] max_concurrent_flows: must be at least 1; "
+        "[metrics] port: must be at most 65535")
 
 
 def test_a_host_name_that_cannot_name_a_queue_fails_the_config_check(setup, capsys) -> None:
     code, lines, _ = setup.change("DEFAULT", host="hv 01").check(capsys)
-    assert code == 1
+    assert code == 2
     assert lines["config"].startswith("FAILED: [DEFAULT] host: host must be a host name")
 
 
@@ -197,5 +210,6 @@ def test_a_missing_config_file_is_one_line_and_exit_2(tmp_path, capsys) -> None:
     code = cli.main(["--config-file", str(tmp_path / "nope.conf"), "worker", "--check"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("rescue-flow: cannot load the configuration: ")
+    assert err.startswith("rescue-flow worker: cannot load the configuration: ")
+    assert err.count("\n") == 1
     assert "nope.conf" in err

@@ -196,6 +196,37 @@ def test_install_script_installs_this_definition(winsw) -> None:
     assert r"'etc\rescue-flow.conf'" in script
 
 
+def _installer_check() -> list[str]:
+    """The rescue-flow command line the install script runs as its check."""
+    script = INSTALL_PS1.read_text(encoding="utf-8")
+    found = re.search(r"^& \$Worker --config-file \$ConfigFile (.+?) \| Out-Null$", script,
+                      re.MULTILINE)
+    assert found, "install-service.ps1 no longer checks the config with rescue-flow"
+    return found.group(1).split()
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(("value", "code"), [("60", 0), ("abc", 2), ("-1", 2)])
+def test_install_scripts_check_really_loads_the_config(tmp_path: Path, capsys, value,
+                                                       code) -> None:
+    conf = tmp_path / "rescue-flow.conf"
+    conf.write_text(f"[DEFAULT]\nstate_path = {tmp_path / 'state'}\n"
+                    f"[hyperv]\nsoft_shutdown_timeout = {value}\n")
+
+    assert cli.main(["--config-file", str(conf), *_installer_check()]) == code
+    if code:
+        assert "[hyperv] soft_shutdown_timeout" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_install_scripts_check_fails_on_a_state_folder_it_cannot_use(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    conf = tmp_path / "rescue-flow.conf"
+    conf.write_text(f"[DEFAULT]\nstate_path = {tmp_path / 'a-file' / 'state'}\n")
+
+    assert cli.main(["--config-file", str(conf), *_installer_check()]) == 5
+
+
 # tools/hyperv-smoke.py --------------------------------------------------------
 
 def _smoke(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
