@@ -100,7 +100,8 @@ def child(workdir: str, plan_file: str) -> int:
     conf = _conf(workdir)
     flag = os.path.join(workdir, "disk-full")
     try:
-        history = History.from_conf(conf)
+        # As the worker opens it: riding out a database that does not answer yet.
+        history = History.from_conf(conf, wait=True)
         unfinished = history.unfinished()
     except exceptions.StorageUnavailable:
         return EXIT_TEMPFAIL  # as a worker would: its service manager restarts it
