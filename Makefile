@@ -22,7 +22,7 @@ help:
 	@echo "make venv-nova  build .venv-nova: nova 27.5.1, compute-hyperv 16.0.0, os-win 5.9.0 (2023.1 constraints) + nova_driver/"
 	@echo "make test-nova  the Nova driver's tests in .venv-nova: unit, RabbitMQ, real Nova + the real worker (nova_driver/tests)"
 	@echo "make genconfig-nova regenerate nova_driver/etc/rescue-flow-nova.conf.sample"
-	@echo "make bench      benchmarks B1-B5 (~10 min; B2, B3, B5 need RabbitMQ): bench/results/latest.json, docs/benchmarks.md"
+	@echo "make bench      benchmarks B1-B6 (~12 min; B2, B3, B5 need RabbitMQ, B6 .venv-nova): bench/results/latest.json, docs/benchmarks.md"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -41,9 +41,9 @@ SWITCH = "external"
 class StraightLine:
     """Rescue and unrescue as two plain functions of os-win calls.
 
-    The reads are repeated where the flows repeat them (the runner observes
-    the host, then each task checks before it acts), so that the call log is
-    identical; a person writing this by hand would skip some of them.
+    It makes the flows' checks too (a step that may run again after a
+    crash checks before it acts), so that the call log is identical; a
+    person writing this by hand might skip some of them.
     """
 
     def __init__(self, conf: Any, instance_uuid: str) -> None:
@@ -56,26 +56,15 @@ class StraightLine:
         self.base = conf.hyperv.instances_path
         self.uuid = instance_uuid
 
-    def _instance_vm(self) -> str:
-        return next(name for name, notes in self.vm.list_instance_notes()
-                    if notes and notes[0] == self.uuid)
-
-    def _rescue_vm(self) -> tuple[str, dict[str, Any]] | None:
-        for name, notes in self.vm.list_instance_notes():
-            if len(notes) >= 3 and notes[0] == MARKER and notes[1] == self.uuid:
-                return name, json.loads(notes[2])
-        return None
-
     def _rescue_disks(self, folder: str) -> list[bool]:
         return [self.path.exists(f"{folder}/root-rescue.vhdx"),
                 self.path.exists(f"{folder}/root-rescue.vhd")]
 
-    def _read_config(self, name: str) -> dict[str, Any]:
+    def _read_config(self, name: str, root: str) -> dict[str, Any]:
         self.vm.get_vm_generation(name)
         memory = self.vm.get_vm_memory_info(name)["Limit"]
         summary = self.vm.get_vm_summary_info(name)
         self.vm.get_vm_dvd_disk_paths(name)
-        root = self.vm.get_vm_storage_paths(name)[0][0]
         info = self.vm.get_disk_attachment_info(root, is_physical=False)
         nic = self.vm.get_vm_nic_names(name)[0]
         mac = self.net.get_vnic_mac_address(nic)
@@ -87,26 +76,26 @@ class StraightLine:
 
     def rescue(self, request_id: str) -> None:
         vm = self.vm
-        # What the runner reads first: the instance, no rescue VM, no leftovers.
-        instance = self._instance_vm()  # one listing for both look-ups
-        folder = vm.get_vm_storage_paths(instance)[0][0].rsplit("/", 1)[0]
+        # What the runner reads first: the instance, no rescue VM (one
+        # listing for both), its disks, no rescue disk left over.
+        instance = next(name for name, notes in vm.list_instance_notes()
+                        if notes and notes[0] == self.uuid)
+        root = vm.get_vm_storage_paths(instance)[0][0]
+        folder = root.rsplit("/", 1)[0]
         assert not any(self._rescue_disks(folder))
-        # Validation: the instance, its configuration, the name, the image;
-        # the configuration it read is the record.
-        self._instance_vm()
-        record = self._read_config(instance)
+        # Validation, from what the runner read: the configuration (which
+        # is the record), the name, the image.
+        record = self._read_config(instance, root)
         rescue = f"{instance}-rescue"
         assert not vm.vm_exists(rescue)
         image = f"{self.base}/_base/{harness.IMAGE}"
         assert not self.path.exists(image + ".vhdx")
         assert self.path.exists(image + ".vhd")
-        vm_format = self.vhd.get_vhd_format(image + ".vhd")
-        assert not any(self._rescue_disks(folder))
-        # Stop the instance, make the rescue disk and VM, move the disks.
-        assert vm.get_vm_state(instance) == constants.HYPERV_VM_STATE_ENABLED
+        # Stop the instance (validation saw it running), make the rescue
+        # disk and VM, move the disks.
         vm.soft_shutdown_vm(instance)
         assert vm.get_vm_state(instance) == constants.HYPERV_VM_STATE_DISABLED
-        disk = f"{folder}/root-rescue.{vm_format.lower()}"
+        disk = f"{folder}/root-rescue.vhd"
         self.vhd.create_differencing_vhd(disk, image + ".vhd")
         assert not vm.vm_exists(rescue)
         vm.create_vm(rescue, False, 1, folder,
@@ -119,7 +108,6 @@ class StraightLine:
                                    constants.BOOT_DEVICE_CDROM,
                                    constants.BOOT_DEVICE_NETWORK,
                                    constants.BOOT_DEVICE_FLOPPY])
-        vm.get_vm_storage_paths(instance)
         vm.detach_vm_disk(instance, record["root"], is_physical=False)
         scsi = vm.get_vm_scsi_controller(rescue)
         vm.attach_drive(rescue, record["root"], scsi, vm.get_free_controller_slot(scsi),
@@ -132,24 +120,24 @@ class StraightLine:
 
     def unrescue(self) -> None:
         vm = self.vm
-        found = self._rescue_vm()  # one listing: the instance and its rescue VM
-        assert found is not None
-        rescue, record = found
-        self._rescue_disks(record["dir"])
-        assert record["root"] in vm.get_vm_storage_paths(rescue)[0]
-        # Validation: the instance, the rescue VM and its record, the disks.
-        instance = self._instance_vm()
+        # What the runner reads first (one listing: the instance and its
+        # rescue VM with the record), and the rescue VM's disks.
+        listing = vm.list_instance_notes()
+        instance = next(name for name, notes in listing if notes and notes[0] == self.uuid)
+        rescue, record = next((name, json.loads(notes[2])) for name, notes in listing
+                              if len(notes) >= 3 and notes[0] == MARKER and
+                              notes[1] == self.uuid)
         attached = vm.get_vm_storage_paths(rescue)[0]
+        assert record["root"] in attached
         disk = next(path for path in (f"{record['dir']}/root-rescue.vhdx",
                                       f"{record['dir']}/root-rescue.vhd")
                     if path in attached)
+        # Validation: where the root disk sits, the rescue VM's power state.
         vm.get_disk_attachment_info(record["root"], is_physical=False)
         vm.get_vm_state(rescue)
         # Stop the rescue VM, give the root disk back, start the instance.
-        vm.get_vm_state(rescue)
         vm.soft_shutdown_vm(rescue)
         assert vm.get_vm_state(rescue) == constants.HYPERV_VM_STATE_DISABLED
-        vm.get_vm_storage_paths(rescue)
         vm.detach_vm_disk(rescue, record["root"], is_physical=False)
         vm.attach_drive(instance, record["root"], vm.get_vm_ide_controller(instance, 0),
                         record["slot"], drive_type=constants.DISK)
@@ -158,7 +146,6 @@ class StraightLine:
         # Remove the rescue VM and its disk.
         assert vm.vm_exists(rescue)
         vm.destroy_vm(rescue)
-        assert not vm.vm_exists(rescue)
         self.path.remove(disk)
 
     def cycle(self) -> None:

@@ -128,7 +128,51 @@ def _b5(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-DETAILS = {"B1": _b1, "B1h": _b1h, "B2": _b2, "B3": _b3, "B4": _b4, "B5": _b5}
+def _b6(r: dict[str, Any]) -> list[str]:
+    sides = ("rescue_flow", "compute_hyperv")
+    lines = ["| B6 | side | rescue: calls / reads / changes | unrescue: calls / reads / "
+             "changes | cycle ms (median / p95) | of which os-win calls cost (ms) | "
+             "clean cycle leaves the host as before |",
+             "|---|---|---|---|---|---|---|"]
+    for gen in ("gen1", "gen2"):
+        g = r.get(gen)
+        if not g:
+            continue
+        for side in sides:
+            c = g["counts"][side]
+            lines.append(_row(
+                gen, side.replace("_", "-"),
+                " / ".join(str(c["rescue"][k]) for k in ("calls", "reads", "changes")),
+                " / ".join(str(c["unrescue"][k]) for k in ("calls", "reads", "changes")),
+                f"{g['cycle_ms'][side]['median']:.0f} / {g['cycle_ms'][side]['p95']:.0f}",
+                f"{g['host_cost_ms'][side]:.0f}",
+                "yes" if g["clean_cycle_restores_host"][side] else "no"))
+    lines += ["", "| B6 single fault | side | action | positions | as before | rescued | "
+              "unrescued | other | right |", "|---|---|---|---|---|---|---|---|---|"]
+    for gen in ("gen1", "gen2"):
+        g = r.get(gen)
+        if not g:
+            continue
+        for side in sides:
+            for action in ("rescue", "unrescue"):
+                m = g["matrix"][side][action]
+                ends = m["ends"]
+                lines.append(_row(gen, side.replace("_", "-"), action, m["positions"],
+                                  *(ends.get(e, 0) for e in ("as before", "rescued",
+                                                             "unrescued", "other")),
+                                  f"{m['right_share']:.0%}"))
+    lines.append("")
+    lines.append("Wall ratio per generation (rescue-flow / compute-hyperv, median cycle): "
+                 + ", ".join(f"{gen} {r[gen]['wall_ratio']}" for gen in ("gen1", "gen2")
+                             if gen in r)
+                 + f"; {r.get('gen1', {}).get('rounds')} rounds, cost profile "
+                 f"{r.get('gen1', {}).get('cost_profile')}, "
+                 f"{r.get('gen1', {}).get('neighbours')} other VMs on each host. "
+                 f"Verdicts: {r.get('met_parts')}.")
+    return lines
+
+
+DETAILS = {"B1": _b1, "B1h": _b1h, "B2": _b2, "B3": _b3, "B4": _b4, "B5": _b5, "B6": _b6}
 
 
 def details(results: dict[str, Any]) -> str:

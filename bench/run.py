@@ -37,6 +37,7 @@ BENCHMARKS = {
     "B3": "bench.b3_parallel",
     "B4": "bench.b4_memory",
     "B5": "bench.b5_intake",
+    "B6": "bench.b6_compute_hyperv",
 }
 NEEDS_BROKER = {"B2", "B3", "B5"}
 HERE = os.path.dirname(os.path.abspath(__file__))

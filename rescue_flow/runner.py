@@ -272,8 +272,11 @@ class FlowRunner:
 
     def _store(self, kind: str, request: requests.Request,
                seen: observe.Observation) -> dict[str, Any]:
+        # The look at the host that decided to run the flow goes with it, so
+        # its first task does not read the same again (validate.py).
         if kind == requests.RESCUE:
             return {"instance_uuid": request.instance_uuid, "image_id": request.image_id,
+                    "observed": seen.for_flow(),
                     "image_generation": request.image_generation,
                     "image_os_secure_boot": request.image_os_secure_boot,
                     "image_os_type": request.image_os_type,
@@ -281,6 +284,7 @@ class FlowRunner:
                     "shutdown_timeout": request.shutdown_timeout}
         if kind == requests.UNRESCUE:
             return {"instance_uuid": request.instance_uuid,
+                    "observed": seen.for_flow(),
                     "request_id": request.request_id}
         rescue_vm = seen.rescue_vm
         record = rescue_vm.record if rescue_vm else None

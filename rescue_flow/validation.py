@@ -8,8 +8,9 @@ like any other, and again nothing on the host has changed when they fail.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
-from rescue_flow import exceptions, layout, records
+from rescue_flow import exceptions, layout, observe, records
 from rescue_flow.hyperv.host import HyperVHost
 from rescue_flow.hyperv.reader import Notes
 from rescue_flow.requests import canonical_uuid
@@ -27,13 +28,23 @@ class RescuePlan:
 
 def validate_rescue(host: HyperVHost, instance_uuid: str, image_id: str | None,
                     image_generation: int | None,
-                    secure_boot: records.SecureBoot | None = None) -> RescuePlan:
-    notes = host.notes_by_vm()  # the one host-wide query of the rescue
-    instance_vm = host.find_instance_vm(instance_uuid, notes)
-    if instance_vm is None:
-        raise exceptions.InstanceNotFound(
-            f"no VM on this host carries instance {instance_uuid} in its notes")
-    config = host.read_vm_config(instance_vm, notes)
+                    secure_boot: records.SecureBoot | None = None,
+                    observed: dict[str, Any] | None = None) -> RescuePlan:
+    """``observed``: the runner's look at the host a moment ago
+    (``Observation.for_flow``), which found the instance active: its VM, its
+    storage and no rescue VM or rescue disk, so none of that is read again."""
+    if observed is not None and observed["state"] == observe.ACTIVE:
+        instance_vm = observed["instance_vm"]
+        notes: Notes = [(instance_vm, [instance_uuid])]  # no rescue VM among them
+        storage = observed["instance_storage"]
+    else:
+        notes = host.notes_by_vm()  # the one host-wide query of the rescue
+        found = host.find_instance_vm(instance_uuid, notes)
+        if found is None:
+            raise exceptions.InstanceNotFound(
+                f"no VM on this host carries instance {instance_uuid} in its notes")
+        instance_vm, storage = found, None
+    config = host.read_vm_config(instance_vm, notes, storage)
     _check_root_disk(config)
     layout.ensure_inside(host.instances_path, config.instance_dir, "instance folder")
     if config.power_state not in (records.POWER_RUNNING, records.POWER_OFF):
@@ -44,7 +55,9 @@ def validate_rescue(host: HyperVHost, instance_uuid: str, image_id: str | None,
     if image_id is None:
         image_id = _own_image(host, config)
     image_path = _cached_image(host, image_id)
-    image_format = host.disk_format(image_path)
+    # os-win's get_vhd_format answers from the extension for .vhd and .vhdx,
+    # the only names the cache is searched for: no need to ask it.
+    image_format = host.paths.splitext(image_path)[1][1:].upper()
     if config.generation == records.GEN2 and image_format != "VHDX":
         raise exceptions.UnsupportedImageFormat(
             f"rescue image {image_id} is a {image_format}; a Gen2 VM boots only VHDX")
@@ -53,6 +66,8 @@ def validate_rescue(host: HyperVHost, instance_uuid: str, image_id: str | None,
             f"rescue image {image_id} is for Gen{image_generation} VMs; instance "
             f"{instance_uuid} is Gen{config.generation}")
     check_secure_boot(config.generation, secure_boot)
+    if storage is not None:
+        return RescuePlan(instance_vm, image_path, image_format, config)
     for path in layout.rescue_disk_candidates(host.instances_path, config.instance_dir):
         if host.file_exists(path):
             raise exceptions.RequestRefused(

@@ -52,13 +52,19 @@ class HyperVHost(HostReader):
 
     # Power -------------------------------------------------------------
 
-    def stop_vm(self, vm_name: str, soft_timeout: float | None = None) -> str:
+    def stop_vm(self, vm_name: str, soft_timeout: float | None = None,
+                known_state: str | None = None) -> str:
         """Shut the guest down cleanly, or power off hard after the timeout
         (``soft_timeout`` seconds, by default the host's ``soft_shutdown_timeout``).
 
+        ``known_state``: the power state the caller read a moment ago, not
+        read again. Were it stale (a resumed step, the VM off already), the
+        shutdown finds the VM off and the power-off is a no-op: same end.
+
         Returns how it ended: ``"already-off"``, ``"soft"`` or ``"hard"``.
         """
-        if self.power_state(vm_name) == records.POWER_OFF:
+        state = self.power_state(vm_name) if known_state is None else known_state
+        if state == records.POWER_OFF:
             return "already-off"
         timeout = self.soft_shutdown_timeout if soft_timeout is None else soft_timeout
         if timeout > 0 and self._soft_shutdown(vm_name, timeout):
@@ -201,7 +207,12 @@ class HyperVHost(HostReader):
     def detach_disk(self, vm_name: str, path: str) -> None:
         """Detach ``path`` from ``vm_name`` only; a disk held elsewhere stays."""
         if self.disk_attached_to(vm_name, path):
-            self._call(self._vm, "detach_vm_disk", vm_name, path, is_physical=False)
+            self.detach_held_disk(vm_name, path)
+
+    def detach_held_disk(self, vm_name: str, path: str) -> None:
+        """Detach ``path``, which the caller knows is on ``vm_name`` or on no
+        VM at all (then os-win does nothing): no look at the owner first."""
+        self._call(self._vm, "detach_vm_disk", vm_name, path, is_physical=False)
 
     def set_boot_order(self, vm_name: str, generation: int,
                        boot_order: tuple[Any, ...]) -> None:

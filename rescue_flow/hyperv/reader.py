@@ -114,9 +114,13 @@ class HostReader:
         state = self._call(self._vm, "get_vm_state", vm_name)
         return POWER_STATES.get(state, records.POWER_OTHER)
 
+    def vm_storage(self, vm_name: str) -> tuple[list[str], list[str]]:
+        """The VM's disk files (VHD, VHDX, ISO) and its passthrough volumes."""
+        disk_files, volumes = self._call(self._vm, "get_vm_storage_paths", vm_name)
+        return list(disk_files), list(volumes)
+
     def vm_disk_paths(self, vm_name: str) -> list[str]:
-        disk_files, _volumes = self._call(self._vm, "get_vm_storage_paths", vm_name)
-        return list(disk_files)
+        return self.vm_storage(vm_name)[0]
 
     def disk_attached_to(self, vm_name: str, path: str) -> bool:
         wanted = path.lower()
@@ -159,17 +163,18 @@ class HostReader:
             return False
         return True
 
-    def read_vm_config(self, vm_name: str, notes: Notes | None = None
+    def read_vm_config(self, vm_name: str, notes: Notes | None = None,
+                       storage: tuple[list[str], list[str]] | None = None
                        ) -> records.VMConfig:
         """Record what the flows will touch on ``vm_name`` or must restore;
-        ``notes``: the host's notes listing, if the caller has read it."""
+        ``notes`` and ``storage`` (``vm_storage``): what the caller has read."""
         vm_notes = dict(self.notes_by_vm() if notes is None else notes).get(vm_name, [])
         generation = int(self._call(self._vm, "get_vm_generation", vm_name))
         memory = self._call(self._vm, "get_vm_memory_info", vm_name)
         summary = self._call(self._vm, "get_vm_summary_info", vm_name)
         dvd_paths = {p.lower() for p in self._call(self._vm, "get_vm_dvd_disk_paths",
                                                    vm_name)}
-        disk_files, volumes = self._call(self._vm, "get_vm_storage_paths", vm_name)
+        disk_files, volumes = self.vm_storage(vm_name) if storage is None else storage
         disks = [self.disk_attachment(
                     path, records.DRIVE_DVD if path.lower() in dvd_paths
                     else records.DRIVE_DISK)

@@ -161,6 +161,7 @@ def oswin_call(*, mutates: bool, fresh_result: bool = False) -> Callable[[F], F]
 
         call.__signature__ = sig.replace(parameters=[params[0], *oswin_params])  # type: ignore[attr-defined]
         call.__oswin_call__ = True  # type: ignore[attr-defined]
+        call.__oswin_mutates__ = mutates  # type: ignore[attr-defined]
         return call  # type: ignore[return-value]
     return decorate
 

@@ -40,6 +40,13 @@ def offered_methods() -> dict[str, str]:
     return offered
 
 
+def read_methods() -> frozenset[str]:
+    """The os-win methods that only read the host (``mutates=False``): what
+    "reads per flow" counts, in the tests and the benchmarks."""
+    return frozenset(name for cls in SIM_CLASSES.values() for name in oswin_methods(cls)
+                     if not getattr(cls, name).__oswin_mutates__)
+
+
 class SimulatedHost:
     """A simulated Hyper-V host kept in a state file (an SQLite database).
 

@@ -61,12 +61,16 @@ class DeleteRescueDisk(HostTask):
 
     default_provides = "rescue_disk_leftover"
 
-    def execute(self, rescue_disk: str | None, rescue_vm: str | None) -> str | None:
+    def execute(self, rescue_disk: str | None, rescue_vm: str | None,
+                rescue_vm_leftover: str | None) -> str | None:
         if rescue_disk is None:
             return None
 
         def delete() -> None:
-            if rescue_vm is not None and self.host.vm_exists(rescue_vm):
+            # A rescue VM that DestroyRescueVM removed holds nothing; only one
+            # it left behind is asked about.
+            if rescue_vm is not None and rescue_vm_leftover is not None and \
+                    self.host.vm_exists(rescue_vm):
                 raise exceptions.RescueFlowError(f"still attached to {rescue_vm}")
             self.host.delete_file(rescue_disk)
 

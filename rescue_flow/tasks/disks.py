@@ -20,7 +20,9 @@ class DetachRootDisk(HostTask):
     """Detach the root disk from the instance; revert re-attaches it at its recorded slot."""
 
     def execute(self, instance_vm: str, original: dict[str, Any]) -> None:
-        self.host.detach_disk(instance_vm, config(original).root_disk.path)
+        # Validation found it on the instance; a resumed step finds it there
+        # or nowhere (the next step attaches it elsewhere): no look first.
+        self.host.detach_held_disk(instance_vm, config(original).root_disk.path)
 
     def revert(self, instance_vm: str, original: dict[str, Any], **kwargs: Any) -> None:
         restore_root_on_instance(self, instance_vm, original)
@@ -41,7 +43,9 @@ class DetachRootDiskFromRescueVM(HostTask):
     """Detach the root disk from the rescue VM; revert puts it back in the same slot."""
 
     def execute(self, rescue_vm: str, original: dict[str, Any]) -> None:
-        self.host.detach_disk(rescue_vm, config(original).root_disk.path)
+        # Validation found it on the rescue VM; a resumed step finds it there
+        # or nowhere (the next step attaches it elsewhere): no look first.
+        self.host.detach_held_disk(rescue_vm, config(original).root_disk.path)
 
     def revert(self, rescue_vm: str, rescue_root_disk: dict[str, Any],
                original: dict[str, Any], rescue_disk: str | None, **kwargs: Any) -> None:

@@ -15,8 +15,11 @@ class StopInstance(HostTask):
     (None: the host's [hyperv] soft_shutdown_timeout).
     """
 
-    def execute(self, instance_vm: str, shutdown_timeout: int | None = None) -> str:
-        return self.host.stop_vm(instance_vm, shutdown_timeout)
+    def execute(self, instance_vm: str, original: dict[str, Any],
+                shutdown_timeout: int | None = None) -> str:
+        # Validation read the power state a moment ago, with nothing changed since.
+        return self.host.stop_vm(instance_vm, shutdown_timeout,
+                                 known_state=config(original).power_state)
 
     def revert(self, instance_vm: str, original: dict[str, Any], **kwargs: Any) -> None:
         self.host.set_power_state(instance_vm, config(original).power_state)
@@ -36,8 +39,9 @@ class StartRescueVM(HostTask):
 class StopRescueVM(HostTask):
     """Shut the rescue VM down so the guest flushes the root disk; revert restarts it."""
 
-    def execute(self, rescue_vm: str) -> str:
-        return self.host.stop_vm(rescue_vm)
+    def execute(self, rescue_vm: str, rescue_vm_power: str) -> str:
+        # Validation read the power state a moment ago, with nothing changed since.
+        return self.host.stop_vm(rescue_vm, known_state=rescue_vm_power)
 
     def revert(self, rescue_vm: str, rescue_vm_power: str, **kwargs: Any) -> None:
         if rescue_vm_power in (records.POWER_RUNNING, records.POWER_OFF):

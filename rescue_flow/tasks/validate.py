@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from rescue_flow import exceptions, layout, records
-from rescue_flow.tasks.base import HostTask
+from rescue_flow import exceptions, observe, records
+from rescue_flow.tasks.base import HostTask, config
 from rescue_flow.validation import validate_rescue
 
 
@@ -17,10 +17,15 @@ class ValidateRescue(HostTask):
 
     def execute(self, instance_uuid: str, image_id: str | None,
                 image_generation: int | None, image_os_secure_boot: str | None = None,
-                image_os_type: str | None = None) -> tuple[str, str, str, dict[str, Any]]:
+                image_os_type: str | None = None,
+                observed: dict[str, Any] | None = None
+                ) -> tuple[str, str, str, dict[str, Any]]:
+        # ``observed``: what the runner read to decide (runner.py); a flow
+        # recorded without it (an older worker's) reads the host itself.
         plan = validate_rescue(
             self.host, instance_uuid, image_id, image_generation,
-            records.SecureBoot.from_request(image_os_secure_boot, image_os_type))
+            records.SecureBoot.from_request(image_os_secure_boot, image_os_type),
+            observed)
         return (plan.instance_vm, plan.image_path, plan.image_format,
                 plan.config.to_dict())
 
@@ -45,31 +50,23 @@ class ValidateUnrescue(HostTask):
     default_provides = ("instance_vm", "rescue_vm", "original", "rescue_disk",
                         "rescue_vm_power", "rescue_root_disk")
 
-    def execute(self, instance_uuid: str) -> tuple[Any, ...]:
-        notes = self.host.notes_by_vm()  # the one host-wide query of the unrescue
-        instance_vm = self.host.find_instance_vm(instance_uuid, notes)
-        if instance_vm is None:
-            raise exceptions.InstanceNotFound(
-                f"no VM on this host carries instance {instance_uuid} in its notes")
-        rescue = self.host.find_rescue_vm(instance_uuid, notes)
-        if rescue is None or rescue.record is None:
+    def execute(self, instance_uuid: str,
+                observed: dict[str, Any] | None = None) -> tuple[Any, ...]:
+        # ``observed``: what the runner read to decide (runner.py), with the
+        # one host-wide query of the unrescue; a flow recorded without it (an
+        # older worker's) looks at the host itself.
+        if observed is None:
+            observed = observe.observe(self.host, instance_uuid).for_flow()
+        rescue_vm, original = observed["rescue_vm"], observed["original"]
+        if rescue_vm is None or original is None:
             raise exceptions.RequestRefused(
                 f"instance {instance_uuid} has no rescue VM with a readable record")
-        record = rescue.record
-        root = record.root_disk.path
-        attached = {path.lower(): path for path in self.host.vm_disk_paths(rescue.name)}
-        if root.lower() not in attached:
+        root = config(original).root_disk.path
+        if root.lower() not in {path.lower() for path in observed["rescue_vm_disks"]}:
             raise exceptions.RequestRefused(
-                f"root disk {root} is not on rescue VM {rescue.name}")
-        candidates = layout.rescue_disk_candidates(self.host.instances_path,
-                                                   record.instance_dir)
-        # The rescue VM names its disk; ``exists`` is only asked when it does
-        # not, since os-win's exists answers False when Windows fails to look,
-        # and a disk missed here would be left behind.
-        disk = next((attached[path.lower()] for path in candidates
-                     if path.lower() in attached), None) or \
-            next((path for path in candidates if self.host.file_exists(path)), None)
+                f"root disk {root} is not on rescue VM {rescue_vm}")
+        # The rescue disk the rescue VM holds, else the one found on disk.
+        disk = next(iter(observed["rescue_disk_files"]), None)
         root_on_rescue_vm = self.host.disk_attachment(root, records.DRIVE_DISK)
-        return (instance_vm, rescue.name, record.to_dict(), disk,
-                self.host.power_state(rescue.name),
-                dataclasses.asdict(root_on_rescue_vm))
+        return (observed["instance_vm"], rescue_vm, original, disk,
+                self.host.power_state(rescue_vm), dataclasses.asdict(root_on_rescue_vm))

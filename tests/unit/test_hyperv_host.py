@@ -171,6 +171,28 @@ def test_stop_vm_powers_off_hard_when_soft_shutdown_is_refused(host, utils):
     vm.set_vm_state.assert_called_once_with("vm", constants.HYPERV_VM_STATE_DISABLED)
 
 
+def test_stop_vm_trusts_a_power_state_its_caller_just_read(host, utils):
+    vm = utils["vmutils"]
+    vm.get_vm_state.return_value = constants.HYPERV_VM_STATE_DISABLED
+
+    assert host.stop_vm("vm", known_state=records.POWER_RUNNING) == "soft"
+    assert host.stop_vm("vm", known_state=records.POWER_OFF) == "already-off"
+
+    vm.soft_shutdown_vm.assert_called_once_with("vm")
+    assert vm.get_vm_state.call_count == 1  # the poll after the shutdown, no look before
+
+
+def test_stop_vm_with_a_stale_known_state_still_ends_with_the_vm_off(host, utils):
+    # A resumed step: the flow recorded "running", the VM is off already and
+    # a guest that is off refuses the shutdown.
+    vm = utils["vmutils"]
+    vm.get_vm_state.return_value = constants.HYPERV_VM_STATE_DISABLED
+    vm.soft_shutdown_vm.side_effect = os_exc.HyperVException("no integration services")
+
+    assert host.stop_vm("vm", known_state=records.POWER_RUNNING) == "hard"
+    vm.set_vm_state.assert_called_once_with("vm", constants.HYPERV_VM_STATE_DISABLED)
+
+
 def test_transient_errors_are_retried_with_backoff_then_succeed(host, utils, sleeps):
     utils["vmutils"].create_vm.side_effect = [
         _wmi_job_failed(), os_exc.x_wmi("busy"), None]
@@ -268,6 +290,14 @@ def test_detach_disk_detaches_from_its_vm(host, utils):
 
     host.detach_disk("vm", "/inst/vm/root.vhdx")
 
+    utils["vmutils"].detach_vm_disk.assert_called_once_with(
+        "vm", "/inst/vm/root.vhdx", is_physical=False)
+
+
+def test_detach_held_disk_detaches_without_looking_at_the_owner(host, utils):
+    host.detach_held_disk("vm", "/inst/vm/root.vhdx")
+
+    utils["vmutils"].get_vm_storage_paths.assert_not_called()
     utils["vmutils"].detach_vm_disk.assert_called_once_with(
         "vm", "/inst/vm/root.vhdx", is_physical=False)
 

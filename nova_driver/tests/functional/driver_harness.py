@@ -21,6 +21,7 @@ import simhost_inproc
 from harness import RescueFlowNovaTestCase
 from nova import conf as nova_conf
 from nova.virt import fake
+from oswin_sim import oswin_on_sim
 
 CONF = nova_conf.CONF
 
@@ -88,52 +89,6 @@ class RescueFlowDriverTestCase(RescueFlowNovaTestCase):
 
 
 # -- the mixin on compute-hyperv's driver, its os-win utils on the simulated host --
-
-# os-win utilities the simulated host offers (docs/simulated-host.md); every
-# other one compute-hyperv builds is a stand-in.
-SIM_UTILS = {"vmutils": "vmutils", "vhdutils": "vhdutils", "pathutils": "pathutils",
-             "networkutils": "netutils"}
-
-
-class SimVMUtilsPlus:
-    """The simulated host's VMUtils plus two calls compute-hyperv makes that
-    it lacks: ``stop_vm_jobs`` (destroy; there are no WMI jobs) and
-    ``get_vm_power_state_change_listener`` (the driver's constructor; the
-    listener is never started here: Nova's own power sync is enough)."""
-
-    def __init__(self, vmutils: Any) -> None:
-        self._vmutils = vmutils
-
-    def stop_vm_jobs(self, vm_name: str, timeout: Any = None) -> None:
-        return None
-
-    def get_vm_power_state_change_listener(self, *args: Any, **kwargs: Any) -> Any:
-        from unittest import mock
-
-        return mock.MagicMock(name="WMI power state listener stand-in")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._vmutils, name)
-
-
-def oswin_on_sim(sim_host: Any) -> Any:
-    """Patch os-win's utilsfactory: the simulated host's utilities, stand-ins
-    (autospec-free MagicMocks; Windows is new enough) for the rest."""
-    from unittest import mock
-
-    from os_win import utilsfactory
-
-    def get_class(class_type: str, *args: Any, **kwargs: Any) -> Any:
-        if class_type == "vmutils":
-            return SimVMUtilsPlus(sim_host.vmutils)
-        if class_type in SIM_UTILS:
-            return getattr(sim_host, SIM_UTILS[class_type])
-        stand_in = mock.MagicMock(name=f"os-win {class_type} stand-in")
-        stand_in.check_min_windows_version.return_value = True
-        return stand_in
-
-    return mock.patch.object(utilsfactory, "_get_class", get_class)
-
 
 def _compute_hyperv_class(generation: int) -> type:
     from compute_hyperv.nova import driver as compute_hyperv_driver

@@ -22,7 +22,7 @@ from nova.compute import power_state
 RESCUE_STEP_FAULTS = [
     ("ValidateRescue", "get_vm_generation", 0),
     # SnapshotConfig makes no os-win call: it records what ValidateRescue read.
-    ("StopInstance", "get_vm_state", 1),           # the VM is off by then
+    ("StopInstance", "get_vm_state", 0),           # the poll: the VM is off by then
     ("CreateRescueDisk", "create_differencing_vhd", 0),
     ("CreateRescueVM", "create_scsi_controller", 0),  # the VM exists by then
     ("AttachRescueDisk", "set_boot_order", 0),     # the disk is attached by then
