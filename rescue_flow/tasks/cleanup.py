@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from rescue_flow import exceptions, records
+from rescue_flow import exceptions, layout, records
 from rescue_flow.hyperv.host import HyperVHost
 from rescue_flow.tasks.base import HostTask, config
 from rescue_flow.tasks.disks import restore_root_on_instance
@@ -71,6 +71,38 @@ class DeleteRescueDisk(HostTask):
             self.host.delete_file(rescue_disk)
 
         return _leftover_unless_done(self.host, f"file {rescue_disk}", delete)
+
+
+class DeleteRescueConfigDrive(HostTask):
+    """Delete the rescue config drive once the rescue VM is gone; no revert.
+
+    The unrescue request does not name the file: both of compute-hyperv's
+    names in the instance's folder are removed (one ``remove`` each; a file
+    that is not there is done), so a drive left by an earlier request goes
+    too.
+    """
+
+    stops_at_deadline = False
+
+    default_provides = "rescue_config_drive_leftover"
+
+    def execute(self, original: dict[str, Any] | None,
+                rescue_vm: str | None) -> str | None:
+        if original is None:
+            return None
+        candidates = layout.rescue_config_drive_candidates(
+            self.host.instances_path, config(original).instance_dir)
+
+        def delete() -> None:
+            if rescue_vm is not None and self.host.vm_exists(rescue_vm):
+                # An off VM does not hold its files: Windows would delete a
+                # drive from under it.
+                raise exceptions.RescueFlowError(f"still attached to {rescue_vm}")
+            for path in candidates:
+                self.host.delete_file(path)
+
+        return _leftover_unless_done(self.host, f"rescue config drive {candidates[0]}",
+                                     delete)
 
 
 class EnsureRootDiskOnInstance(HostTask):
