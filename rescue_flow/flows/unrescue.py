@@ -37,5 +37,5 @@ def get_cleanup_flow(host: HyperVHost) -> linear_flow.Flow:
         cleanup.EnsureRootDiskOnInstance(host),
         cleanup.DestroyRescueVM(host),
         cleanup.DeleteRescueDisk(host),
-        cleanup.DeleteRescueConfigDrive(host),
+        cleanup.DeleteLeftoverRescueConfigDrive(host),
     )

@@ -74,35 +74,49 @@ class DeleteRescueDisk(HostTask):
 
 
 class DeleteRescueConfigDrive(HostTask):
-    """Delete the rescue config drive once the rescue VM is gone; no revert.
+    """Delete the rescue VM's config drive once the VM is gone; no revert.
 
-    The unrescue request does not name the file: both of compute-hyperv's
-    names in the instance's folder are removed (one ``remove`` each; a file
-    that is not there is done), so a drive left by an earlier request goes
-    too.
+    The unrescue request does not name it: ValidateUnrescue found it among
+    the rescue VM's drives. None (a rescue without one): no call at all.
     """
 
     stops_at_deadline = False
 
     default_provides = "rescue_config_drive_leftover"
 
-    def execute(self, original: dict[str, Any] | None,
-                rescue_vm: str | None) -> str | None:
-        if original is None:
+    def execute(self, rescue_vm: str | None,
+                rescue_config_drive: str | None = None) -> str | None:
+        return self._delete(rescue_vm, [rescue_config_drive] if rescue_config_drive else [])
+
+    def _delete(self, rescue_vm: str | None, paths: list[str]) -> str | None:
+        if not paths:
             return None
-        candidates = layout.rescue_config_drive_candidates(
-            self.host.instances_path, config(original).instance_dir)
 
         def delete() -> None:
             if rescue_vm is not None and self.host.vm_exists(rescue_vm):
                 # An off VM does not hold its files: Windows would delete a
                 # drive from under it.
                 raise exceptions.RescueFlowError(f"still attached to {rescue_vm}")
-            for path in candidates:
+            for path in paths:
                 self.host.delete_file(path)
 
-        return _leftover_unless_done(self.host, f"rescue config drive {candidates[0]}",
-                                     delete)
+        return _leftover_unless_done(self.host, f"file {paths[0]}", delete)
+
+
+class DeleteLeftoverRescueConfigDrive(DeleteRescueConfigDrive):
+    """In the clean-up flow: delete the drive of a rescue VM left behind; no revert.
+
+    Its unrescue could not destroy the VM, so it could not delete the drive
+    either. Nothing here tells which of compute-hyperv's two names it has:
+    both are removed (a file that is not there is done).
+    """
+
+    def execute(self, rescue_vm: str | None,  # type: ignore[override]
+                original: dict[str, Any] | None = None) -> str | None:
+        if rescue_vm is None or original is None:
+            return None
+        return self._delete(rescue_vm, layout.rescue_config_drive_candidates(
+            self.host.instances_path, config(original).instance_dir))
 
 
 class EnsureRootDiskOnInstance(HostTask):

@@ -43,7 +43,7 @@ class ValidateUnrescue(HostTask):
     """Find the rescue VM and the record in its notes; nothing to revert."""
 
     default_provides = ("instance_vm", "rescue_vm", "original", "rescue_disk",
-                        "rescue_vm_power", "rescue_root_disk")
+                        "rescue_vm_power", "rescue_root_disk", "rescue_config_drive")
 
     def execute(self, instance_uuid: str) -> tuple[Any, ...]:
         notes = self.host.notes_by_vm()  # the one host-wide query of the unrescue
@@ -70,6 +70,11 @@ class ValidateUnrescue(HostTask):
                      if path.lower() in attached), None) or \
             next((path for path in candidates if self.host.file_exists(path)), None)
         root_on_rescue_vm = self.host.disk_attachment(root, records.DRIVE_DISK)
+        # The rescue config drive, if the rescue VM has one (no extra read).
+        drive = next((attached[path.lower()] for path in
+                      layout.rescue_config_drive_candidates(self.host.instances_path,
+                                                            record.instance_dir)
+                      if path.lower() in attached), None)
         return (instance_vm, rescue.name, record.to_dict(), disk,
                 self.host.power_state(rescue.name),
-                dataclasses.asdict(root_on_rescue_vm))
+                dataclasses.asdict(root_on_rescue_vm), drive)

@@ -151,3 +151,22 @@ def test_a_rescue_without_a_config_drive_attaches_none(seeded):
 
     assert "IDE 1 0" not in rescue
     assert not [p for p, _t in rescue.values() if "configdrive" in p]
+
+
+def test_a_drive_left_with_its_rescue_vm_goes_with_the_next_clean_up(seeded):
+    before = seeded.view()
+    path, field = put_drive(seeded, "instance-00000002", GEN2_UUID)
+    assert seeded.rescue(GEN2_UUID, GEN2_IMAGE, config_drive=field).outcome is \
+        Outcome.SUCCESS
+    seeded.sim.set_fault("destroy_vm", "permanent")  # for good: the VM stays
+
+    first = seeded.unrescue(GEN2_UUID)
+    seeded.sim.clear_faults()
+
+    assert first.outcome is Outcome.SUCCESS
+    assert any(path in leftover for leftover in first.leftovers), first.leftovers
+    assert seeded.sim.read_file(path) is not None
+    second = seeded.unrescue(GEN2_UUID)
+    assert second.leftovers == []
+    assert seeded.sim.read_file(path) is None
+    assert seeded.view() == before

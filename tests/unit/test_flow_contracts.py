@@ -46,7 +46,7 @@ def test_cleanup_flow_works_from_what_the_host_shows():
 
     assert flow.requires == {"instance_vm", "original", "rescue_vm", "rescue_disk"}
     assert _names(flow) == ["EnsureRootDiskOnInstance", "DestroyRescueVM",
-                            "DeleteRescueDisk", "DeleteRescueConfigDrive"]
+                            "DeleteRescueDisk", "DeleteLeftoverRescueConfigDrive"]
 
 
 def test_every_reversible_step_has_a_revert_of_its_own():
