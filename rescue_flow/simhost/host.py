@@ -109,6 +109,10 @@ class SimulatedHost:
         whoever opens the state file. Not an os-win call: not logged, no faults."""
         self._seed(seed.put_file, path, data)
 
+    def delete_file(self, path: str) -> None:
+        """Delete a file the way a program other than os-win does (see put_file)."""
+        self._seed(seed.delete_file, path)
+
     def read_file(self, path: str) -> bytes | None:
         """What put_file wrote at ``path``, or None when it is gone (or has no
         content: files os-win made, such as disks, carry none)."""

@@ -233,3 +233,13 @@ def read_file(st: HostState, path: str) -> bytes | None:
     if record is None or "content" not in record:
         return None
     return base64.b64decode(record["content"])
+
+
+def delete_file(st: HostState, path: str) -> None:
+    """Delete ``path`` as a program other than os-win would; gone already is
+    fine. Refused when a VM that is not off holds it open, as Windows does."""
+    holder = st.holder_of(path)
+    if holder is not None:
+        raise ValueError(f"{path} is in use by {holder}")
+    if st.file(path) is not None:
+        del st.data["files"][st.key(path)]
