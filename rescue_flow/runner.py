@@ -289,7 +289,9 @@ class FlowRunner:
         return {"instance_vm": seen.instance_vm,
                 "original": record.to_dict() if record else None,
                 "rescue_vm": rescue_vm.name if rescue_vm else None,
-                "rescue_disk": seen.leftover_files[0] if seen.leftover_files else None}
+                "rescue_disk": seen.leftover_files[0] if seen.leftover_files else None,
+                # A rescue cleaning up first: its own new drive must stay.
+                "config_drive": request.config_drive}
 
     def _run_flow(self, kind: str, request: requests.Request, seen: observe.Observation,
                   on_step: StepCallback | None) -> Result:

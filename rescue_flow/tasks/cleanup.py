@@ -85,8 +85,9 @@ class DeleteRescueConfigDrive(HostTask):
     default_provides = "rescue_config_drive_leftover"
 
     def execute(self, rescue_vm: str | None,
-                rescue_config_drive: str | None = None) -> str | None:
-        return self._delete(rescue_vm, [rescue_config_drive] if rescue_config_drive else [])
+                rescue_config_drive_path: str | None = None) -> str | None:
+        return self._delete(rescue_vm,
+                            [rescue_config_drive_path] if rescue_config_drive_path else [])
 
     def _delete(self, rescue_vm: str | None, paths: list[str]) -> str | None:
         if not paths:
@@ -108,15 +109,21 @@ class DeleteLeftoverRescueConfigDrive(DeleteRescueConfigDrive):
 
     Its unrescue could not destroy the VM, so it could not delete the drive
     either. Nothing here tells which of compute-hyperv's two names it has:
-    both are removed (a file that is not there is done).
+    both are removed (a file that is not there is done), except the drive
+    of the rescue request that is cleaning up first (``config_drive``): the
+    Nova driver has just written it for that rescue.
     """
 
     def execute(self, rescue_vm: str | None,  # type: ignore[override]
-                original: dict[str, Any] | None = None) -> str | None:
+                original: dict[str, Any] | None = None,
+                config_drive: dict[str, str] | None = None) -> str | None:
         if rescue_vm is None or original is None:
             return None
-        return self._delete(rescue_vm, layout.rescue_config_drive_candidates(
-            self.host.instances_path, config(original).instance_dir))
+        keep = config_drive["path"].lower() if config_drive else None
+        return self._delete(rescue_vm, [
+            path for path in layout.rescue_config_drive_candidates(
+                self.host.instances_path, config(original).instance_dir)
+            if path.lower() != keep])
 
 
 class EnsureRootDiskOnInstance(HostTask):

@@ -43,7 +43,7 @@ class ValidateUnrescue(HostTask):
     """Find the rescue VM and the record in its notes; nothing to revert."""
 
     default_provides = ("instance_vm", "rescue_vm", "original", "rescue_disk",
-                        "rescue_vm_power", "rescue_root_disk", "rescue_config_drive")
+                        "rescue_vm_power", "rescue_root_disk", "rescue_config_drive_path")
 
     def execute(self, instance_uuid: str) -> tuple[Any, ...]:
         notes = self.host.notes_by_vm()  # the one host-wide query of the unrescue

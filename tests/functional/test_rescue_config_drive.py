@@ -170,3 +170,20 @@ def test_a_drive_left_with_its_rescue_vm_goes_with_the_next_clean_up(seeded):
     assert second.leftovers == []
     assert seeded.sim.read_file(path) is None
     assert seeded.view() == before
+
+
+def test_a_rescue_that_cleans_up_a_left_rescue_vm_first_keeps_its_own_new_drive(seeded):
+    path, field = put_drive(seeded, "instance-00000002", GEN2_UUID)
+    assert seeded.rescue(GEN2_UUID, GEN2_IMAGE, config_drive=field).outcome is \
+        Outcome.SUCCESS
+    seeded.sim.set_fault("destroy_vm", "permanent")
+    assert seeded.unrescue(GEN2_UUID).leftovers  # the rescue VM stays, with its drive
+    seeded.sim.clear_faults()
+    seeded.sim.put_file(path, b"the next rescue's drive")  # the driver overwrites it
+
+    result = seeded.rescue(GEN2_UUID, GEN2_IMAGE, config_drive=field)
+
+    assert result.outcome is Outcome.SUCCESS, result.reason
+    assert seeded.sim.read_file(path) == b"the next rescue's drive"
+    rescue = _drives(_vm(seeded, "instance-00000002-rescue"))
+    assert rescue["SCSI 0 2"] == (path, "dvd")
