@@ -223,7 +223,7 @@ def put_file(st: HostState, path: str, data: bytes) -> None:
         raise ValueError(f"{path} is in use by {holder}")
     fmt, kind = _WRITTEN_FORMATS[ext]
     st.add_file(path, fmt, kind, virtual_size=len(data))
-    st.file(path)["content"] = base64.b64encode(data).decode("ascii")
+    st.data["files"][st.key(path)]["content"] = base64.b64encode(data).decode("ascii")
 
 
 def read_file(st: HostState, path: str) -> bytes | None:
