@@ -187,3 +187,16 @@ def test_a_rescue_that_cleans_up_a_left_rescue_vm_first_keeps_its_own_new_drive(
     assert seeded.sim.read_file(path) == b"the next rescue's drive"
     rescue = _drives(_vm(seeded, "instance-00000002-rescue"))
     assert rescue["SCSI 0 2"] == (path, "dvd")
+
+
+def test_the_drive_path_is_compared_as_windows_does(seeded):
+    """Another case and forward slashes name the same file on Windows."""
+    path, _field = put_drive(seeded, "instance-00000001", GEN1_UUID)
+    spelled = path.upper().replace("\\", "/")
+
+    result = seeded.rescue(GEN1_UUID, GEN1_IMAGE,
+                           config_drive={"path": spelled, "format": "iso9660"})
+
+    assert result.outcome is Outcome.SUCCESS, result.reason
+    assert seeded.unrescue(GEN1_UUID).outcome is Outcome.SUCCESS
+    assert seeded.sim.read_file(path) is None
