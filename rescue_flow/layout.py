@@ -12,13 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from rescue_flow import exceptions
+from rescue_flow import exceptions, records
 from rescue_flow.hyperv.reader import path_module
 
 RESCUE_VM_SUFFIX = "-rescue"
 RESCUE_NIC_SUFFIX = "-rescue"
 RESCUE_DISK_STEM = "root-rescue"
 IMAGE_CACHE_DIR = "_base"
+# compute-hyperv's name for the rescue config drive (pathutils.get_configdrive_path
+# with rescue=True): an ISO attached as a DVD, or the VHD qemu-img made of it.
+RESCUE_CONFIG_DRIVE_STEM = "configdrive-rescue"
+CONFIG_DRIVE_DRIVE_TYPES = {".iso": records.DRIVE_DVD, ".vhd": records.DRIVE_DISK}
 DISK_EXTENSIONS = (".vhdx", ".vhd")
 
 
@@ -61,3 +65,37 @@ def rescue_vm_name(instance_vm: str) -> str:
 
 def rescue_nic_name(nic_name: str) -> str:
     return nic_name + RESCUE_NIC_SUFFIX
+
+
+def rescue_config_drive_candidates(instances_path: str, instance_dir: str) -> list[str]:
+    """Where a rescue config drive of this instance may be, ISO first."""
+    paths: Any = path_module(instances_path)
+    return [ensure_inside(instances_path,
+                          paths.join(instance_dir, RESCUE_CONFIG_DRIVE_STEM + ext),
+                          "rescue config drive")
+            for ext in CONFIG_DRIVE_DRIVE_TYPES]
+
+
+def rescue_config_drive(instances_path: str, instance_dir: str, path: str,
+                        fmt: str) -> tuple[str, str]:
+    """The request's config drive as (path, drive type), or InvalidRequest.
+
+    Only the instance's own ``configdrive-rescue.iso|vhd`` is accepted: the
+    worker deletes this file when the rescue reverts or the unrescue ends,
+    so a request naming any other file (a root disk, another instance's)
+    must not get that far.
+    """
+    paths: Any = path_module(instances_path)
+    candidate = ensure_inside(instances_path, path, "rescue config drive")
+    folder = paths.normcase(paths.dirname(candidate))
+    name = paths.basename(candidate).lower()
+    ext = paths.splitext(name)[1]
+    if folder != paths.normcase(paths.normpath(instance_dir)) or \
+            name != RESCUE_CONFIG_DRIVE_STEM + ext or ext not in CONFIG_DRIVE_DRIVE_TYPES:
+        raise exceptions.InvalidRequest(
+            f"rescue config drive {path!r} is not the instance's "
+            f"{RESCUE_CONFIG_DRIVE_STEM}.iso or .vhd in {instance_dir!r}")
+    if fmt == "vfat" and ext == ".iso":
+        raise exceptions.InvalidRequest(
+            f"rescue config drive {path!r}: a vfat drive cannot be an ISO (a DVD)")
+    return candidate, CONFIG_DRIVE_DRIVE_TYPES[ext]

@@ -16,6 +16,7 @@ from rescue_flow import exceptions
 RESCUE = "rescue"
 UNRESCUE = "unrescue"
 ACTIONS = (RESCUE, UNRESCUE)
+CONFIG_DRIVE_FORMATS = ("iso9660", "vfat")  # Nova's [DEFAULT] config_drive_format
 SECURE_BOOT_VALUES = (None, "required", "disabled", "optional")  # Glance's os_secure_boot
 
 
@@ -77,6 +78,12 @@ class Request:
     # Secure Boot when os_secure_boot is "required", as compute-hyperv does.
     image_os_secure_boot: str | None = None
     image_os_type: str | None = None
+    # Rescue only: the rescue config drive the Nova driver built with Nova's
+    # builder in the instance's folder, holding the rescue password:
+    # {"path": ..., "format": "iso9660"|"vfat"}. A path, never the password.
+    # The flow attaches it to the rescue VM and deletes it on revert or at
+    # unrescue; None (manual requests, notifications): no config drive.
+    config_drive: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -104,6 +111,8 @@ class Request:
                 raise exceptions.InvalidRequest(f"{name} must be a non-empty string")
         for name in ("start_by", "deadline"):
             parse_time(getattr(self, name), name)
+        if self.config_drive is not None:
+            object.__setattr__(self, "config_drive", _check_config_drive(self))
         timeout = self.shutdown_timeout
         if timeout is not None and (isinstance(timeout, bool) or
                                     not isinstance(timeout, int) or timeout < 0):
@@ -126,6 +135,21 @@ class Request:
             raise exceptions.InvalidRequest(
                 f"request is missing {', '.join(sorted(missing))}")
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _check_config_drive(request: Request) -> dict[str, str]:
+    """``config_drive`` with exactly its two fields, or InvalidRequest. Where
+    the path points is checked against the instance's folder in the flow
+    (rescue_flow.layout.rescue_config_drive), which knows the folder."""
+    drive = request.config_drive
+    if request.action != RESCUE:
+        raise exceptions.InvalidRequest("an unrescue request takes no config drive")
+    if not isinstance(drive, dict) or not isinstance(drive.get("path"), str) or \
+            not drive["path"] or drive.get("format") not in CONFIG_DRIVE_FORMATS:
+        raise exceptions.InvalidRequest(
+            "config_drive must be {\"path\": <file>, \"format\": \"iso9660\" or "
+            f"\"vfat\"}}, got {drive!r}")
+    return {"path": drive["path"], "format": drive["format"]}
 
 
 def utcnow() -> datetime.datetime:

@@ -42,7 +42,8 @@ _FACTORIES = {requests.RESCUE: get_rescue_flow, requests.UNRESCUE: get_unrescue_
 _START = {requests.RESCUE: (states.ACTIVE, states.START_RESCUE),
           requests.UNRESCUE: (states.RESCUED, states.START_UNRESCUE),
           CLEANUP: (states.LEFTOVERS, states.START_CLEANUP)}
-_LEFTOVER_KEYS = ("rescue_vm_leftover", "rescue_disk_leftover")
+_LEFTOVER_KEYS = ("rescue_vm_leftover", "rescue_disk_leftover",
+                  "rescue_config_drive_leftover")
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -281,7 +282,8 @@ class FlowRunner:
                     "image_os_secure_boot": request.image_os_secure_boot,
                     "image_os_type": request.image_os_type,
                     "request_id": request.request_id,
-                    "shutdown_timeout": request.shutdown_timeout}
+                    "shutdown_timeout": request.shutdown_timeout,
+                    "config_drive": request.config_drive}
         if kind == requests.UNRESCUE:
             return {"instance_uuid": request.instance_uuid,
                     "observed": seen.for_flow(),
@@ -291,7 +293,9 @@ class FlowRunner:
         return {"instance_vm": seen.instance_vm,
                 "original": record.to_dict() if record else None,
                 "rescue_vm": rescue_vm.name if rescue_vm else None,
-                "rescue_disk": seen.leftover_files[0] if seen.leftover_files else None}
+                "rescue_disk": seen.leftover_files[0] if seen.leftover_files else None,
+                # A rescue cleaning up first: its own new drive must stay.
+                "config_drive": request.config_drive}
 
     def _run_flow(self, kind: str, request: requests.Request, seen: observe.Observation,
                   on_step: StepCallback | None) -> Result:

@@ -40,7 +40,7 @@ from nova.virt import hardware
 from oslo_log import log as logging
 
 from rescue_flow_nova import conf as rf_conf
-from rescue_flow_nova import link, protocol
+from rescue_flow_nova import configdrive, link, protocol
 
 LOG = logging.getLogger(__name__)
 
@@ -132,13 +132,13 @@ class RescueFlowMixin:
             result = self._rescue_flow_link(host).call(
                 payload, group.timeout, {"request_id": nova_request_id}, on_step)
         except link.WorkerUnavailable as exc:
-            raise RescueFlowFailed(reason=f"{exc}; host unchanged") from exc
+            raise RescueFlowFailed(reason=f"{exc}; host unchanged", sent=False) from exc
         except link.WorkerTimedOut as exc:
             raise RescueFlowFailed(
                 reason=f"{exc}; the worker reverts at its deadline: see rescue-flow "
                 f"status {instance.uuid}") from exc
         if not result.ok:
-            raise RescueFlowFailed(reason=result.fault())
+            raise RescueFlowFailed(reason=result.fault(), outcome=result.outcome)
         LOG.info("rescue-flow %s: %s", action, result.outcome, instance=instance)
 
     # Nova's calls ---------------------------------------------------------
@@ -219,13 +219,46 @@ class RescueFlowMixin:
     def rescue(self, context: Any, instance: Any, network_info: Any, image_meta: Any,
                rescue_password: str, block_device_info: Any) -> None:
         props = image_meta.properties
-        self._rescue_flow_call(
-            context, instance, protocol.RESCUE,
-            image_id=image_meta.id if image_meta.obj_attr_is_set("id") else None,
-            image_generation=protocol.generation_of(props.get("hw_machine_type")),
-            shutdown_timeout=self._rescue_flow_shutdown.pop(instance.uuid, None),
-            image_os_secure_boot=props.get("os_secure_boot"),
-            image_os_type=props.get("os_type"))
+        shutdown_timeout = self._rescue_flow_shutdown.pop(instance.uuid, None)
+        try:
+            drive = configdrive.build(instance, network_info, rescue_password,
+                                      self._rescue_flow_place_file)
+        except Exception as exc:
+            # Not the exception's text alone: it cannot hold the password
+            # (the builder's errors name files and commands), but say where.
+            LOG.error("Could not build the rescue config drive: %s", exc, instance=instance)
+            raise RescueFlowFailed(
+                reason=f"could not build the rescue config drive "
+                f"({CONF.config_drive_format}): {exc}; host unchanged") from exc
+        try:
+            self._rescue_flow_call(
+                context, instance, protocol.RESCUE,
+                image_id=image_meta.id if image_meta.obj_attr_is_set("id") else None,
+                image_generation=protocol.generation_of(props.get("hw_machine_type")),
+                shutdown_timeout=shutdown_timeout,
+                image_os_secure_boot=props.get("os_secure_boot"),
+                image_os_type=props.get("os_type"), config_drive=drive)
+        except RescueFlowFailed as exc:
+            # Refused or failed (reverted), or never sent: no VM holds the
+            # drive, and the password must not stay on disk. Quarantined
+            # (the host is left for an operator) or no answer (the worker
+            # may still take the request and own the file): left alone.
+            if exc.kwargs.get("sent") is False or \
+                    exc.kwargs.get("outcome") in ("refused", "failed"):
+                self._rescue_flow_remove_file(drive["path"])
+            raise
+
+    # Files on this host: nova-compute and Hyper-V share its disks (tests
+    # put them on the simulated host instead).
+
+    def _rescue_flow_place_file(self, built: str, destination: str) -> None:
+        configdrive.place_on_this_host(built, destination)
+
+    def _rescue_flow_remove_file(self, path: str) -> None:
+        try:
+            configdrive.remove_from_this_host(path)
+        except OSError as exc:
+            LOG.warning("Could not delete the rescue config drive %s: %s", path, exc)
 
     def unrescue(self, context: Any, instance: Any) -> None:
         self._rescue_flow_call(context, instance, protocol.UNRESCUE)

@@ -28,6 +28,9 @@ UNRESCUE = "unrescue"
 
 # The worker's names on the host (rescue_flow/layout.py, hyperv/reader.py).
 RESCUE_VM_SUFFIX = "-rescue"
+# compute-hyperv's name for a rescue config drive (pathutils.get_configdrive_path
+# with rescue=True), the only one the worker accepts, beside the instance's disks.
+RESCUE_CONFIG_DRIVE_STEM = "configdrive-rescue"
 
 OK_OUTCOMES = ("success", "nothing_to_do", "duplicate")
 # Nova keeps 255 characters of a fault, and its own words take 79 of them:
@@ -70,12 +73,15 @@ def build_request(action: str, instance_uuid: str, host: str, nova_request_id: s
                   start_timeout: int, image_id: str | None = None,
                   image_generation: int | None = None, shutdown_timeout: int | None = None,
                   image_os_secure_boot: str | None = None,
-                  image_os_type: str | None = None) -> dict[str, Any]:
+                  image_os_type: str | None = None,
+                  config_drive: dict[str, str] | None = None) -> dict[str, Any]:
     """The payload of a ``rescue_flow.request`` from the driver.
 
     The worker starts it by ``now + start_timeout`` or never, and starts no
     step after ``now + timeout - revert_allowance``; the driver waits
-    ``timeout`` in all.
+    ``timeout`` in all. ``config_drive`` (rescue): ``{"path", "format"}`` of
+    the rescue config drive the driver built; the password is inside that
+    file, never in the message.
     """
     payload: dict[str, Any] = {
         "action": action,
@@ -92,7 +98,8 @@ def build_request(action: str, instance_uuid: str, host: str, nova_request_id: s
     if action == RESCUE:
         payload.update(image_id=image_id, image_generation=image_generation,
                        shutdown_timeout=shutdown_timeout,
-                       image_os_secure_boot=image_os_secure_boot, image_os_type=image_os_type)
+                       image_os_secure_boot=image_os_secure_boot, image_os_type=image_os_type,
+                       config_drive=config_drive)
     return payload
 
 

@@ -2,7 +2,8 @@
 
 Every step before the instance runs again reverts, so a failure there leaves
 the instance rescued and working. Only then come the irreversible clean-up
-steps, which are idempotent and report what they could not remove.
+steps (the rescue VM, its disk, its config drive), which are idempotent
+and report what they could not remove.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def get_unrescue_flow(host: HyperVHost) -> linear_flow.Flow:
         power.StartInstance(host),
         cleanup.DestroyRescueVM(host),
         cleanup.DeleteRescueDisk(host),
+        cleanup.DeleteRescueConfigDrive(host),
     )
 
 
@@ -35,4 +37,5 @@ def get_cleanup_flow(host: HyperVHost) -> linear_flow.Flow:
         cleanup.EnsureRootDiskOnInstance(host),
         cleanup.DestroyRescueVM(host),
         cleanup.DeleteRescueDisk(host),
+        cleanup.DeleteLeftoverRescueConfigDrive(host),
     )

@@ -190,19 +190,21 @@ class HyperVHost(HostReader):
             if not self.disk_attached_to(vm_name, disk.path):
                 raise
 
-    def attach_secondary_disk(self, vm_name: str, path: str) -> records.DiskAttachment:
-        """Attach ``path`` to the first free slot of the VM's SCSI controller
-        (attached already, as a resumed step finds it, is fine: see attach_disk)."""
+    def attach_secondary_disk(self, vm_name: str, path: str,
+                              drive_type: str = records.DRIVE_DISK) -> records.DiskAttachment:
+        """Attach ``path`` (a disk, or an ISO as a DVD) to the first free slot
+        of the VM's SCSI controller (attached already, as a resumed step finds
+        it, is fine: see attach_disk)."""
         controller = self._controller_path(vm_name, records.CTRL_SCSI, 0)
         slot = int(self._call(self._vm, "get_free_controller_slot", controller))
         try:
             self._call(self._vm, "attach_drive", vm_name, path, controller, slot,
-                       drive_type=constants.DISK)
+                       drive_type=DRIVE_TYPES[drive_type])
         except rf_exc.HyperVError:
             if not self.disk_attached_to(vm_name, path):
                 raise
-            return self.disk_attachment(path, records.DRIVE_DISK)
-        return records.DiskAttachment(path, records.CTRL_SCSI, 0, slot)
+            return self.disk_attachment(path, drive_type)
+        return records.DiskAttachment(path, records.CTRL_SCSI, 0, slot, drive_type)
 
     def detach_disk(self, vm_name: str, path: str) -> None:
         """Detach ``path`` from ``vm_name`` only; a disk held elsewhere stays."""

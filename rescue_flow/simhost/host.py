@@ -109,6 +109,23 @@ class SimulatedHost:
                    soft_shutdown=soft_shutdown, checkpoints=checkpoints,
                    secure_boot=secure_boot)
 
+    def put_file(self, path: str, data: bytes) -> None:
+        """Write a file the way a program other than os-win does (nova-compute
+        writing a rescue config drive into the instance's folder): a real
+        host's file system is shared by every process, the simulated one by
+        whoever opens the state file. Not an os-win call: not logged, no faults."""
+        self._seed(seed.put_file, path, data)
+
+    def delete_file(self, path: str) -> None:
+        """Delete a file the way a program other than os-win does (see put_file)."""
+        self._seed(seed.delete_file, path)
+
+    def read_file(self, path: str) -> bytes | None:
+        """What put_file wrote at ``path``, or None when it is gone (or has no
+        content: files os-win made, such as disks, carry none)."""
+        with self._store.locked() as tx:
+            return seed.read_file(HostState(tx.data), path)
+
     def _seed(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         with self._store.locked() as tx:
             try:

@@ -13,6 +13,7 @@ seeding the same configuration twice gives byte-identical views.
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from typing import Any
@@ -196,3 +197,49 @@ def add_vm(st: HostState, name: str, instance_uuid: str, image_id: str,
     if not stopped:
         vm["state"] = constants.HYPERV_VM_STATE_ENABLED
         vm["started_at"] = time.time()
+
+
+# What another program on the host may write (put_file): Nova's config drive
+# builder writes an ISO, or a VHD that qemu-img converted from it.
+_WRITTEN_FORMATS = {".iso": (constants.DVD_FORMAT, "iso"),
+                    ".vhd": (constants.DISK_FORMAT_VHD, "dynamic"),
+                    ".vhdx": (constants.DISK_FORMAT_VHDX, "dynamic")}
+
+
+def put_file(st: HostState, path: str, data: bytes) -> None:
+    """Write ``path`` with ``data``, as a program other than os-win would
+    (nova-compute writing a config drive): format by extension, content kept.
+
+    Refused, as Windows would refuse the write, when its folder is missing or
+    a VM that is not off holds the file open.
+    """
+    ext = st.paths.splitext(path)[1].lower()
+    if ext not in _WRITTEN_FORMATS:
+        raise ValueError(f"put_file writes {', '.join(_WRITTEN_FORMATS)} files, not {path}")
+    if not st.parent_dir_exists(path):
+        raise ValueError(f"the folder of {path} does not exist on the host")
+    holder = st.holder_of(path)
+    if holder is not None:
+        raise ValueError(f"{path} is in use by {holder}")
+    fmt, kind = _WRITTEN_FORMATS[ext]
+    st.add_file(path, fmt, kind, virtual_size=len(data))
+    st.data["files"][st.key(path)]["content"] = base64.b64encode(data).decode("ascii")
+
+
+def read_file(st: HostState, path: str) -> bytes | None:
+    """The content put_file wrote at ``path``; None when the file is gone,
+    or was made by os-win (a VHD from virtdisk has no content here)."""
+    record = st.file(path)
+    if record is None or "content" not in record:
+        return None
+    return base64.b64decode(record["content"])
+
+
+def delete_file(st: HostState, path: str) -> None:
+    """Delete ``path`` as a program other than os-win would; gone already is
+    fine. Refused when a VM that is not off holds it open, as Windows does."""
+    holder = st.holder_of(path)
+    if holder is not None:
+        raise ValueError(f"{path} is in use by {holder}")
+    if st.file(path) is not None:
+        del st.data["files"][st.key(path)]

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from rescue_flow import exceptions, records
+from rescue_flow import exceptions, layout, records
 from rescue_flow.hyperv.host import HyperVHost
 from rescue_flow.tasks.base import HostTask, config
 from rescue_flow.tasks.disks import restore_root_on_instance
@@ -75,6 +75,59 @@ class DeleteRescueDisk(HostTask):
             self.host.delete_file(rescue_disk)
 
         return _leftover_unless_done(self.host, f"file {rescue_disk}", delete)
+
+
+class DeleteRescueConfigDrive(HostTask):
+    """Delete the rescue VM's config drive once the VM is gone; no revert.
+
+    The unrescue request does not name it: ValidateUnrescue found it among
+    the rescue VM's drives. None (a rescue without one): no call at all.
+    """
+
+    stops_at_deadline = False
+
+    default_provides = "rescue_config_drive_leftover"
+
+    def execute(self, rescue_vm: str | None,
+                rescue_config_drive_path: str | None = None) -> str | None:
+        return self._delete(rescue_vm,
+                            [rescue_config_drive_path] if rescue_config_drive_path else [])
+
+    def _delete(self, rescue_vm: str | None, paths: list[str]) -> str | None:
+        if not paths:
+            return None
+
+        def delete() -> None:
+            if rescue_vm is not None and self.host.vm_exists(rescue_vm):
+                # An off VM does not hold its files: Windows would delete a
+                # drive from under it.
+                raise exceptions.RescueFlowError(f"still attached to {rescue_vm}")
+            for path in paths:
+                self.host.delete_file(path)
+
+        return _leftover_unless_done(self.host, f"file {paths[0]}", delete)
+
+
+class DeleteLeftoverRescueConfigDrive(DeleteRescueConfigDrive):
+    """In the clean-up flow: delete the drive of a rescue VM left behind; no revert.
+
+    Its unrescue could not destroy the VM, so it could not delete the drive
+    either. Nothing here tells which of compute-hyperv's two names it has:
+    both are removed (a file that is not there is done), except the drive
+    of the rescue request that is cleaning up first (``config_drive``): the
+    Nova driver has just written it for that rescue.
+    """
+
+    def execute(self, rescue_vm: str | None,  # type: ignore[override]
+                original: dict[str, Any] | None = None,
+                config_drive: dict[str, str] | None = None) -> str | None:
+        if rescue_vm is None or original is None:
+            return None
+        keep = config_drive["path"].lower() if config_drive else None
+        return self._delete(rescue_vm, [
+            path for path in layout.rescue_config_drive_candidates(
+                self.host.instances_path, config(original).instance_dir)
+            if path.lower() != keep])
 
 
 class EnsureRootDiskOnInstance(HostTask):

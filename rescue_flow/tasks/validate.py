@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from rescue_flow import exceptions, observe, records
+from rescue_flow import exceptions, layout, observe, records
 from rescue_flow.tasks.base import HostTask, config
 from rescue_flow.validation import validate_rescue
 
@@ -48,7 +48,7 @@ class ValidateUnrescue(HostTask):
     """Find the rescue VM and the record in its notes; nothing to revert."""
 
     default_provides = ("instance_vm", "rescue_vm", "original", "rescue_disk",
-                        "rescue_vm_power", "rescue_root_disk")
+                        "rescue_vm_power", "rescue_root_disk", "rescue_config_drive_path")
 
     def execute(self, instance_uuid: str,
                 observed: dict[str, Any] | None = None) -> tuple[Any, ...]:
@@ -68,5 +68,12 @@ class ValidateUnrescue(HostTask):
         # The rescue disk the rescue VM holds, else the one found on disk.
         disk = next(iter(observed["rescue_disk_files"]), None)
         root_on_rescue_vm = self.host.disk_attachment(root, records.DRIVE_DISK)
+        # The rescue config drive, if the rescue VM has one (no extra read).
+        on_rescue_vm = {path.lower(): path for path in observed["rescue_vm_disks"]}
+        drive = next((on_rescue_vm[path.lower()] for path in
+                      layout.rescue_config_drive_candidates(self.host.instances_path,
+                                                            config(original).instance_dir)
+                      if path.lower() in on_rescue_vm), None)
         return (observed["instance_vm"], rescue_vm, original, disk,
-                self.host.power_state(rescue_vm), dataclasses.asdict(root_on_rescue_vm))
+                self.host.power_state(rescue_vm), dataclasses.asdict(root_on_rescue_vm),
+                drive)

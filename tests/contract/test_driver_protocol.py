@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rescue_flow import nova, protocol, requests
+from rescue_flow import layout, nova, protocol, records, requests
 from rescue_flow.driver_presence import DriverHello
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.progress import StepEvent
@@ -54,8 +54,24 @@ def test_a_driver_request_becomes_the_request_its_inputs_describe(name: str) -> 
     assert (start_by - now).total_seconds() == inputs["start_timeout"]
     assert (deadline - now).total_seconds() == inputs["timeout"] - inputs["revert_allowance"]
     for field in ("image_id", "image_generation", "shutdown_timeout", "image_os_secure_boot",
-                  "image_os_type"):
+                  "image_os_type", "config_drive"):
         assert getattr(request, field) == inputs.get(field), field
+
+
+def test_the_example_config_drive_is_one_the_rescue_flow_accepts() -> None:
+    drive = example("driver-rescue-request")["payload"]["config_drive"]
+    instances = r"C:\OpenStack\Instances"
+
+    path, drive_type = layout.rescue_config_drive(
+        instances, instances + r"\instance-0000002a", drive["path"], drive["format"])
+
+    assert (path, drive_type) == (drive["path"], records.DRIVE_DVD)
+
+
+def test_no_driver_request_carries_a_password() -> None:
+    for name in ("driver-rescue-request", "driver-unrescue-request"):
+        text = json.dumps(example(name)["payload"]).lower()
+        assert "pass" not in text, name
 
 
 def test_the_driver_and_the_notification_of_one_nova_action_share_a_request_id() -> None:

@@ -21,6 +21,7 @@ GEN1_UUID = "aaaaaaaa-0000-4000-8000-000000000001"
 GEN2_UUID = "bbbbbbbb-0000-4000-8000-000000000002"
 BENCH_UUID = "cccccccc-0000-4000-8000-000000000003"
 BENCH_VM = "instance-00000003"
+BENCH_DRIVE = b'{"admin_pass": "bench-password", "uuid": "%s"}' % BENCH_UUID.encode()
 
 
 @dataclasses.dataclass
@@ -85,11 +86,17 @@ class Bench:
     """A seeded host whose state file can be put back to a saved point."""
 
     def __init__(self, tmp_path, generation, nics, persistence_url=None,
-                 path_style="windows"):
+                 path_style="windows", rescue_config_drive=None):
         self.site = make_site(str(tmp_path), persistence_url, path_style=path_style)
         image = GEN1_IMAGE if generation == 1 else GEN2_IMAGE
         self.site.sim.add_vm(BENCH_VM, BENCH_UUID, image, nics=nics, config_drive=True)
         self.image = image
+        # "iso" or "vhd": each rescue comes with a rescue config drive, written
+        # into the instance's folder right before the request, as the Nova
+        # driver does. None: no drive (a manual request, a notification).
+        self.config_drive_path = None if rescue_config_drive is None else \
+            self.site.sim.paths.join(self.site.sim.instances_path, BENCH_VM,
+                                     f"configdrive-rescue.{rescue_config_drive}")
         self.state_file = self.site.conf.simulated.state_file
         self.saved: dict[str, dict] = {}
 
@@ -109,10 +116,29 @@ class Bench:
         self.site.sim.clear_faults()
         self.site.sim.clear_calls()
 
+    def request(self, action, **fields):
+        """A new request for the bench's instance; a rescue writes its config
+        drive first, when the bench has one."""
+        if action != "rescue":
+            return Request(action, BENCH_UUID, new_request_id(), **fields)
+        drive = None
+        if self.config_drive_path is not None:
+            self.site.sim.put_file(self.config_drive_path, BENCH_DRIVE)
+            drive = {"path": self.config_drive_path, "format": "iso9660"}
+        return Request(action, BENCH_UUID, new_request_id(), image_id=self.image,
+                       config_drive=drive, **fields)
+
+    def view_with_drive(self):
+        """The host as it is plus the config drive a rescue request writes:
+        what a rescue refused before its flow took the drive leaves."""
+        saved = self.site.sim.saved_state()
+        self.request("rescue")
+        view = self.view()
+        self.site.sim.restore_state(saved)
+        return view
+
     def run(self, action, on_step=None):
-        image = self.image if action == "rescue" else None
-        request = Request(action, BENCH_UUID, new_request_id(), image_id=image)
-        return self.site.runner.handle(request, on_step=on_step)
+        return self.site.runner.handle(self.request(action), on_step=on_step)
 
     def reference(self, action):
         """The calls of a clean run, each with the step it belongs to."""

@@ -12,15 +12,16 @@ Both run on SQLite and on PostgreSQL (the ``db_url`` fixture).
 
 from __future__ import annotations
 
+import datetime
 import multiprocessing
+import time
 
 import pytest
-from simsite import BENCH_UUID, Bench, new_request_id
+from simsite import Bench
 
-from rescue_flow import hyperv
+from rescue_flow import hyperv, requests
 from rescue_flow.outcome import Outcome
 from rescue_flow.persistence.history import History
-from rescue_flow.requests import Request
 from rescue_flow.runner import FlowRunner
 from rescue_flow.simhost import SimulatedHost
 
@@ -53,16 +54,17 @@ def _child(conf, request):
     raise SystemExit(0)
 
 
-def _crash_then_resume(bench, action, point):
+def _crash_then_resume(bench, action, point, before_resume=None, **fields):
     method, occurrence, _step, mode = point
     bench.site.sim.set_fault(method, mode, after=occurrence, times=1)
-    image = bench.image if action == "rescue" else None
-    request = Request(action, BENCH_UUID, new_request_id(), image_id=image)
+    request = bench.request(action, **fields)
     child = FORK.Process(target=_child, args=(bench.site.conf, request))
     child.start()
     child.join(60)
     bench.site.sim.clear_faults()
     assert child.exitcode == SimulatedHost.CRASH_EXIT_CODE, f"{point}: no crash"
+    if before_resume is not None:
+        before_resume()
 
     conf = bench.site.conf
     history = History.from_conf(conf)
@@ -91,10 +93,11 @@ def _check(bench, action, points, start, expected_view):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("generation", "nics"), [(1, 1), (2, 1)])
+@pytest.mark.parametrize(("generation", "nics", "drive"), [(1, 1, "iso"), (2, 1, "vhd")])
 def test_a_crash_at_any_step_of_rescue_resumes_to_a_clean_rescue(tmp_path, generation,
-                                                                  nics, db_url):
-    bench = Bench(tmp_path, generation, nics, persistence_url=db_url)
+                                                                  nics, drive, db_url):
+    bench = Bench(tmp_path, generation, nics, persistence_url=db_url,
+                  rescue_config_drive=drive)
     bench.save("active")
     positions = bench.reference("rescue")
     rescued = bench.view()
@@ -105,15 +108,16 @@ def test_a_crash_at_any_step_of_rescue_resumes_to_a_clean_rescue(tmp_path, gener
     assert not problems, "\n".join(problems)
     assert {step for _m, _o, step, _mode in points} >= {
         "StopInstance", "CreateRescueDisk", "CreateRescueVM", "AttachRescueDisk",
-        "DetachRootDisk", "AttachRootDiskToRescueVM", "CopyNetworkIdentity",
-        "StartRescueVM"}
+        "DetachRootDisk", "AttachRootDiskToRescueVM", "AttachRescueConfigDrive",
+        "CopyNetworkIdentity", "StartRescueVM"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("generation", "nics"), [(1, 1), (2, 1)])
+@pytest.mark.parametrize(("generation", "nics", "drive"), [(1, 1, "iso"), (2, 1, "vhd")])
 def test_a_crash_at_any_step_of_unrescue_resumes_to_the_host_before_the_rescue(
-        tmp_path, generation, nics, db_url):
-    bench = Bench(tmp_path, generation, nics, persistence_url=db_url)
+        tmp_path, generation, nics, drive, db_url):
+    bench = Bench(tmp_path, generation, nics, persistence_url=db_url,
+                  rescue_config_drive=drive)
     original = bench.view()
     assert bench.run("rescue").outcome is Outcome.SUCCESS
     bench.save("rescued")
@@ -125,4 +129,30 @@ def test_a_crash_at_any_step_of_unrescue_resumes_to_the_host_before_the_rescue(
     assert not problems, "\n".join(problems)
     assert {step for _m, _o, step, _mode in points} >= {
         "StopRescueVM", "DetachRootDiskFromRescueVM", "AttachRootDiskToInstance",
-        "StartInstance", "DestroyRescueVM", "DeleteRescueDisk"}
+        "StartInstance", "DestroyRescueVM", "DeleteRescueDisk", "DeleteRescueConfigDrive"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("generation", [1, 2])
+def test_a_crash_between_the_drive_and_its_attach_resumed_too_late_reverts_and_deletes_it(
+        tmp_path, generation, db_url):
+    """The driver wrote the drive, the worker died before attaching it, and
+    came back after the request's deadline: the flow reverts, and neither
+    the drive nor its file is left."""
+    bench = Bench(tmp_path, generation, 1, persistence_url=db_url,
+                  rescue_config_drive="iso")
+    original = bench.view()
+    deadline = requests.format_time(requests.utcnow() + datetime.timedelta(seconds=3))
+    # attach_drive #2 is the config drive's (rescue disk, root disk, drive).
+    point = ("attach_drive", 2, "AttachRescueConfigDrive", "crash-before")
+
+    results, record, _steps = _crash_then_resume(
+        bench, "rescue", point, deadline=deadline,
+        before_resume=lambda: time.sleep(3.5))
+
+    assert [r.outcome for r in results] == [Outcome.FAILED], results
+    assert results[0].failed_step == "AttachRescueConfigDrive"
+    assert "deadline" in results[0].reason
+    assert bench.site.sim.read_file(bench.config_drive_path) is None
+    assert bench.view() == original
+    assert record.state == "finished"

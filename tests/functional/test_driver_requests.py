@@ -65,7 +65,8 @@ def test_a_deadline_that_passes_mid_flow_reverts_to_the_exact_earlier_host(seede
     assert result.outcome is Outcome.FAILED, result.reason
     assert result.failed_step == "CreateRescueDisk"
     assert "deadline" in (result.reason or "")
-    assert result.reverted_steps == ["CreateRescueDisk", "StopInstance", "SnapshotConfig",
+    assert result.reverted_steps == ["CreateRescueDisk", "StopInstance",
+                                     "CheckRescueConfigDrive", "SnapshotConfig",
                                      "ValidateRescue"]
     seeded.sim.set_latency("soft_shutdown_vm", 0)
     assert seeded.view() == before

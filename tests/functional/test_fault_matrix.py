@@ -13,13 +13,20 @@ flow, a fault is armed on exactly that call, and the flow runs again:
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from simsite import Bench
 
 from rescue_flow.outcome import Outcome
 from rescue_flow.simhost import oserrors
 
-CLEANUP_STEPS = ("DestroyRescueVM", "DeleteRescueDisk")
+CLEANUP_STEPS = ("DestroyRescueVM", "DeleteRescueDisk", "DeleteRescueConfigDrive")
+# Before CheckRescueConfigDrive the flow does not own the rescue config drive
+# the Nova driver wrote: a failure there leaves the host as it was *with* the
+# drive (the driver deletes it on that outcome); from that step on, a revert
+# deletes it too.
+BEFORE_THE_DRIVE_IS_TAKEN = ("observe", "ValidateRescue", "SnapshotConfig")
 # By design, a refused soft shutdown falls back to a hard power-off (as Nova
 # does): a permanent fault there must end like a clean run, not in a revert.
 ABSORBED_BY_DESIGN = {"soft_shutdown_vm"}
@@ -29,18 +36,22 @@ ABSORBED_BY_DESIGN = {"soft_shutdown_vm"}
 # with the host as before; never a "success" that leaves something behind.
 UNSEEN_FAULTS = {name for name in oserrors.METHODS if oserrors.never_raises(name)}
 
+# The last field: the rescue config drive each rescue brings (None: none, as
+# a manual request or a notification).
 SCENARIOS = [
-    pytest.param(1, 0, id="gen1-no-nics"),
-    pytest.param(1, 2, id="gen1-2-nics"),
-    pytest.param(2, 0, id="gen2-no-nics"),
-    pytest.param(2, 2, id="gen2-2-nics"),
+    pytest.param(1, 0, None, id="gen1-no-nics"),
+    pytest.param(1, 2, "iso", id="gen1-2-nics-iso-drive"),
+    pytest.param(2, 0, "vhd", id="gen2-no-nics-vhd-drive"),
+    pytest.param(2, 2, "iso", id="gen2-2-nics-iso-drive"),
 ]
 
 
 def _check_positions(bench, action, mode, positions, start, start_view, clean_end,
-                     original):
+                     original, start_view_with_drive=None):
     problems = []
     for method, occurrence, step in positions:
+        before = start_view_with_drive \
+            if start_view_with_drive and step in BEFORE_THE_DRIVE_IS_TAKEN else start_view
         bench.restore(start)
         bench.site.sim.set_fault(method, mode, after=occurrence, times=1)
         result = bench.run(action)
@@ -50,7 +61,7 @@ def _check_positions(bench, action, mode, positions, start, start_view, clean_en
         if method in UNSEEN_FAULTS:
             clean = result.outcome is Outcome.SUCCESS and view == clean_end
             refused = result.outcome in (Outcome.FAILED, Outcome.REFUSED) and \
-                view == start_view
+                view == before
             if not (clean or refused):
                 problems.append(f"{where}: {result.outcome.value} {result.reason}, and "
                                 f"the host is neither as before nor as a clean run")
@@ -67,35 +78,39 @@ def _check_positions(bench, action, mode, positions, start, start_view, clean_en
         elif result.outcome not in (Outcome.FAILED, Outcome.REFUSED):
             problems.append(f"{where}: expected a reverted failure, got "
                             f"{result.outcome.value} {result.reason}")
-        elif view != start_view:
+        elif view != before:
             problems.append(f"{where}: the host differs from before the {action}")
     return problems
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["permanent", "transient"])
-@pytest.mark.parametrize(("generation", "nics"), SCENARIOS)
+@pytest.mark.parametrize(("generation", "nics", "drive"), SCENARIOS)
 def test_a_fault_at_any_call_of_rescue_leaves_the_host_as_before_or_rescued(
-        tmp_path, generation, nics, mode):
-    bench = Bench(tmp_path, generation, nics)
+        tmp_path, generation, nics, drive, mode):
+    bench = Bench(tmp_path, generation, nics, rescue_config_drive=drive)
     bench.save("active")
     original = bench.view()
+    with_drive = bench.view_with_drive() if drive else None
     positions = bench.reference("rescue")
     rescued = bench.view()
 
     problems = _check_positions(bench, "rescue", mode, positions, "active", original,
-                                rescued, original)
+                                rescued, original, with_drive)
 
     assert not problems, "\n".join(problems)
     assert len(positions) > 20  # the reference ran (test_read_budget.py counts them)
+    if drive:  # the drive's own calls were among the faulted ones
+        assert ("attach_drive", 2, "AttachRescueConfigDrive") in positions
+        assert bench.config_drive_path in json.loads(rescued)["files"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["permanent", "transient"])
-@pytest.mark.parametrize(("generation", "nics"), SCENARIOS)
+@pytest.mark.parametrize(("generation", "nics", "drive"), SCENARIOS)
 def test_a_fault_at_any_call_of_unrescue_leaves_the_instance_rescued_or_restored(
-        tmp_path, generation, nics, mode):
-    bench = Bench(tmp_path, generation, nics)
+        tmp_path, generation, nics, drive, mode):
+    bench = Bench(tmp_path, generation, nics, rescue_config_drive=drive)
     original = bench.view()
     assert bench.run("rescue").outcome is Outcome.SUCCESS
     bench.save("rescued")
@@ -108,3 +123,5 @@ def test_a_fault_at_any_call_of_unrescue_leaves_the_instance_rescued_or_restored
 
     assert not problems, "\n".join(problems)
     assert len(positions) > 10  # the reference ran (test_read_budget.py counts them)
+    if drive:
+        assert ("remove", 1, "DeleteRescueConfigDrive") in positions

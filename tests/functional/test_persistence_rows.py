@@ -114,12 +114,12 @@ def test_a_save_of_a_steps_progress_alone_waits_for_its_next_write(tmp_path):
     finally:
         site.runner.history.close()
     assert updates, "no step was saved through rescue-flow's connection"
-    # Alone, the marks would be 20 updates of meta only; the starting marks
+    # Alone, the marks would be 24 updates of meta only; the starting marks
     # ride with the steps' results, the ending ones with the flow's last save.
-    assert updates.count({"meta"}) == 10
+    assert updates.count({"meta"}) == 12
     stored = _stored(site, "progress-", str(tmp_path))
     steps = [json.loads(line.split(" ", 1)[1]) for line in stored if line.startswith("Task")]
     ran = [step for step in steps if not step["name"].startswith("_TaskFlow_")]  # injector
-    assert len(ran) == 10
+    assert len(ran) == 12  # the rescue flow's steps
     assert [(step["name"], step["meta"]) for step in ran] == [
         (step["name"], {"progress": 1.0}) for step in ran]

@@ -132,9 +132,10 @@ def test_result_reports_each_step_duration(seeded):
     result = seeded.rescue(GEN1_UUID, GEN1_IMAGE)
 
     assert set(result.step_durations) == {
-        "ValidateRescue", "SnapshotConfig", "StopInstance", "CreateRescueDisk",
-        "CreateRescueVM", "AttachRescueDisk", "DetachRootDisk",
-        "AttachRootDiskToRescueVM", "CopyNetworkIdentity", "StartRescueVM"}
+        "ValidateRescue", "SnapshotConfig", "CheckRescueConfigDrive", "StopInstance",
+        "CreateRescueDisk", "CreateRescueVM", "AttachRescueDisk", "DetachRootDisk",
+        "AttachRootDiskToRescueVM", "AttachRescueConfigDrive", "CopyNetworkIdentity",
+        "StartRescueVM"}
     assert all(seconds >= 0 for seconds in result.step_durations.values())
 
 

@@ -10,9 +10,10 @@ from taskflow.listeners.capturing import CaptureListener
 from rescue_flow import exceptions, hyperv
 from rescue_flow.flows import get_rescue_flow, get_unrescue_flow
 
-RESCUE_STEPS = ["ValidateRescue", "SnapshotConfig", "StopInstance", "CreateRescueDisk",
-                "CreateRescueVM", "AttachRescueDisk", "DetachRootDisk",
-                "AttachRootDiskToRescueVM", "CopyNetworkIdentity", "StartRescueVM"]
+RESCUE_STEPS = ["ValidateRescue", "SnapshotConfig", "CheckRescueConfigDrive",
+                "StopInstance", "CreateRescueDisk", "CreateRescueVM", "AttachRescueDisk",
+                "DetachRootDisk", "AttachRootDiskToRescueVM", "AttachRescueConfigDrive",
+                "CopyNetworkIdentity", "StartRescueVM"]
 
 
 def _capture(flow, store):
@@ -98,7 +99,7 @@ def test_a_successful_unrescue_cleans_up_only_after_the_instance_runs(seeded, ho
     order = [step for step, state in transitions if state == "SUCCESS"]
     assert order == ["ValidateUnrescue", "StopRescueVM", "DetachRootDiskFromRescueVM",
                      "AttachRootDiskToInstance", "StartInstance", "DestroyRescueVM",
-                     "DeleteRescueDisk", "unrescue-instance"]
+                     "DeleteRescueDisk", "DeleteRescueConfigDrive", "unrescue-instance"]
 
 
 def test_validation_errors_surface_unwrapped(host):

@@ -45,6 +45,12 @@ NOVA_ONLY = {
     ("DEFAULT", "compute_driver"),
     ("DEFAULT", "shutdown_timeout"),
     ("DEFAULT", "rescue_timeout"),
+    # Nova's config drive options, which shape the rescue config drive.
+    ("DEFAULT", "config_drive_format"),
+    ("DEFAULT", "mkisofs_cmd"),
+    ("hyperv", "config_drive_cdrom"),
+    ("hyperv", "config_drive_inject_password"),
+    ("hyperv", "qemu_img_cmd"),
 }
 # The Nova driver's own options ([rescue_flow] in nova.conf), from its source:
 # the driver package is not installed in the worker's environment.

@@ -88,3 +88,30 @@ def test_past_compares_with_the_given_time() -> None:
     assert not request.past("start_by", just_before)
     assert request.past("start_by", just_before + datetime.timedelta(seconds=2))
     assert not Request("rescue", UUID, "r").past("deadline")
+
+
+@pytest.mark.parametrize("bad", [
+    "C:\\OpenStack\\Instances\\instance-1\\configdrive-rescue.iso",  # not an object
+    {"path": "C:\\x\\configdrive-rescue.iso"},                         # no format
+    {"path": "C:\\x\\configdrive-rescue.iso", "format": "udf"},        # not Nova's
+    {"path": "", "format": "iso9660"},
+    {"path": 7, "format": "iso9660"},
+])
+def test_a_malformed_config_drive_is_refused(bad):
+    with pytest.raises(exceptions.InvalidRequest, match="config_drive"):
+        Request("rescue", UUID, "req-1", config_drive=bad)
+
+
+def test_a_config_drive_keeps_only_its_path_and_format():
+    drive = {"path": "C:\\x\\configdrive-rescue.iso", "format": "iso9660", "admin_pass": "x"}
+
+    request = Request("rescue", UUID, "req-1", config_drive=drive)
+
+    assert request.config_drive == {"path": drive["path"], "format": "iso9660"}
+    assert "admin_pass" not in str(request.to_dict())
+
+
+def test_an_unrescue_takes_no_config_drive():
+    with pytest.raises(exceptions.InvalidRequest, match="no config drive"):
+        Request("unrescue", UUID, "req-1",
+                config_drive={"path": "C:\\x\\configdrive-rescue.iso", "format": "iso9660"})

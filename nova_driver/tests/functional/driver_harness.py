@@ -26,10 +26,26 @@ from oswin_sim import oswin_on_sim
 CONF = nova_conf.CONF
 
 
+class FilesOnSim:
+    """The driver's files on the simulated host: what nova-compute writes into
+    an instance's folder (the rescue config drive), a real host shares with
+    Hyper-V through its disks; here the simulated host holds it, content and
+    all, so the worker attaches and deletes the very file Nova's builder made."""
+
+    _rescue_flow_sim: Any = None
+
+    def _rescue_flow_place_file(self, built: str, destination: str) -> None:
+        with open(built, "rb") as source:
+            self._rescue_flow_sim.put_file(destination, source.read())
+
+    def _rescue_flow_remove_file(self, path: str) -> None:
+        self._rescue_flow_sim.delete_file(path)
+
+
 def _driver_class() -> type:
     from rescue_flow_nova.driver import RescueFlowMixin
 
-    class RescueFlowFakeDriver(RescueFlowMixin, fake.MediumFakeDriver):
+    class RescueFlowFakeDriver(FilesOnSim, RescueFlowMixin, fake.MediumFakeDriver):
         """The mixin on Nova's fake driver; os-win's VMUtils is the simulated host's."""
 
         sim_state_file: str | None = None
@@ -37,6 +53,7 @@ def _driver_class() -> type:
         def __init__(self, virtapi: Any, read_only: bool = False) -> None:
             super().__init__(virtapi, read_only)
             host = simhost_inproc.open_host(self.sim_state_file)
+            self._rescue_flow_sim = host
             self._vmops = types.SimpleNamespace(_vmutils=host.vmutils)
 
     return RescueFlowFakeDriver
@@ -65,6 +82,13 @@ class RescueFlowDriverTestCase(RescueFlowNovaTestCase):
                    revert_allowance=10, start_timeout=5, group="rescue_flow")
         # Nova's clean-shutdown timeout, which the driver hands to the flow.
         self.flags(shutdown_timeout=5)
+        # The rescue config drive goes into the instance's folder on the host
+        # the worker serves, as an ISO (a DVD): Nova's builder runs its
+        # mkisofs_cmd (genisoimage) for real. The VHD (disk) form needs
+        # qemu-img, which these tests do not install: its conversion is
+        # covered by the driver's unit tests.
+        self.flags(instances_path=str(self.sim.instances_path))
+        self.flags(config_drive_cdrom=True, group="hyperv")
 
     @property
     def driver(self) -> Any:
@@ -144,9 +168,13 @@ def _compute_hyperv_class(generation: int) -> type:
         def unplug_vifs(self, instance: Any, network_info: Any) -> None:
             pass
 
-    class RescueFlowComputeHyperV(RescueFlowMixin, ComputeHyperVOnSim):
+    class RescueFlowComputeHyperV(FilesOnSim, RescueFlowMixin, ComputeHyperVOnSim):
         """What ``rescue_flow_nova.compute_hyperv.HyperVDriver`` is (the mixin on
         compute-hyperv's HyperVDriver), with compute-hyperv on the simulated host."""
+
+        def __init__(self, virtapi: Any) -> None:
+            super().__init__(virtapi)
+            self._rescue_flow_sim = self._sim
 
     return RescueFlowComputeHyperV
 
@@ -163,8 +191,6 @@ class ComputeHyperVTestCase(RescueFlowDriverTestCase):
         driver = _compute_hyperv_class(self.generation)
         driver.sim_state_file = str(self.sim.state_file)
         self.stub_out("nova.virt.fake.RescueFlowComputeHyperV", driver)
-        # compute-hyperv's instance folders are where the worker looks.
-        self.flags(instances_path=str(self.sim.instances_path))
 
     def boot_server(self, seed: bool = False, **seed_kwargs: Any) -> dict[str, Any]:
         # The driver's spawn builds the VM on the simulated host.

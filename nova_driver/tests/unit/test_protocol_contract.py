@@ -8,6 +8,7 @@ contract test (tests/contract/test_driver_protocol.py) reads the same files.
 from __future__ import annotations
 
 import datetime
+import inspect
 import json
 import pathlib
 from typing import Any
@@ -32,6 +33,14 @@ def test_the_driver_builds_exactly_the_example_request(name: str) -> None:
     assert item["event_type"] == protocol.REQUEST_EVENT
     assert item["routing_key"] == protocol.request_topic(
         "rescue_flow_requests", inputs["host"]) + ".info"
+
+
+def test_the_request_names_the_config_drive_and_has_no_place_for_a_password() -> None:
+    params = inspect.signature(protocol.build_request).parameters
+    drive = example("driver-rescue-request")["payload"]["config_drive"]
+
+    assert not [name for name in params if "pass" in name.lower()]
+    assert drive["path"].rsplit("\\", 1)[1] == protocol.RESCUE_CONFIG_DRIVE_STEM + ".iso"
 
 
 def test_the_driver_builds_exactly_the_example_announcement() -> None:
