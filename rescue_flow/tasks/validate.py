@@ -7,7 +7,7 @@ from typing import Any
 
 from rescue_flow import exceptions, layout, records
 from rescue_flow.tasks.base import HostTask
-from rescue_flow.validation import validate_rescue
+from rescue_flow.tasks.validation import validate_rescue
 
 
 class ValidateRescue(HostTask):

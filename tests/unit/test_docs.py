@@ -12,7 +12,7 @@ Checked in README.md and docs/*.md:
   starts with ``# nova.conf`` is Nova's file and is skipped);
 - docs/config-reference.md is what tools/gen-config-reference.py writes now;
 - docs/architecture.md's state machine tables and flow step lists match
-  rescue_flow.states and rescue_flow.flows.
+  rescue_flow.engine.states and rescue_flow.flows.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from rescue_flow import cli, config, messaging, states
+from rescue_flow import cli, config
+from rescue_flow.engine import states
 from rescue_flow.flows import get_cleanup_flow, get_rescue_flow, get_unrescue_flow
+from rescue_flow.messaging import bus
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
@@ -241,7 +243,7 @@ def test_the_command_check_catches_a_wrong_command_or_option() -> None:
 @pytest.fixture(scope="module")
 def conf() -> cfg.ConfigOpts:
     conf = config.make_conf()
-    messaging.register_opts(conf)
+    bus.register_opts(conf)
     spec = importlib.util.spec_from_file_location("rescue_flow_nova_conf", DRIVER_CONF)
     assert spec is not None and spec.loader is not None
     driver_conf = importlib.util.module_from_spec(spec)

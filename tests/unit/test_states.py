@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from automaton import exceptions as fsm_exc
 
-from rescue_flow import requests, states
-from rescue_flow.states import Decision
+from rescue_flow import requests
+from rescue_flow.engine import states
+from rescue_flow.engine.states import Decision
 
 
 @pytest.mark.parametrize(("state", "action", "decision"), [

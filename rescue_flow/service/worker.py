@@ -31,20 +31,20 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import oslo_messaging
-
-from rescue_flow import consumer, exceptions, hyperv, listener, logs, messaging, protocol
-from rescue_flow.driver_presence import DriverHello, DriverPresence
-from rescue_flow.metrics import INTERRUPTED, STORAGE_UNAVAILABLE, Metrics, MetricsServer
+from rescue_flow import exceptions, hyperv, listener
+from rescue_flow.engine import logs
+from rescue_flow.engine.progress import StepEvent
+from rescue_flow.engine.quarantine import QuarantineList
+from rescue_flow.engine.runner import FlowRunner
+from rescue_flow.engine.scheduler import KeyedScheduler
+from rescue_flow.messaging import bus, protocol
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence import schema
 from rescue_flow.persistence.history import History, RequestRecord, utcnow
-from rescue_flow.progress import StepEvent
-from rescue_flow.quarantine import QuarantineList
 from rescue_flow.requests import Request
-from rescue_flow.runner import FlowRunner
-from rescue_flow.scheduler import KeyedScheduler
-from rescue_flow.storage_watch import StorageWatch
+from rescue_flow.service.driver_presence import DriverHello, DriverPresence
+from rescue_flow.service.metrics import INTERRUPTED, STORAGE_UNAVAILABLE, Metrics, MetricsServer
+from rescue_flow.service.storage_watch import StorageWatch
 
 LOG = logging.getLogger(__name__)
 
@@ -218,13 +218,13 @@ class RequestIntake:
                 self._attempts, key, self.max_attempts, lambda: self._accept(message),
                 lambda reason: self._give_up(reason, message),
                 what=f"Request message {key}")
-            if outcome == messaging.REQUEUE:
+            if outcome == bus.REQUEUE:
                 self._count("requeued")
             return outcome
 
     def _accept(self, message: Mapping[str, Any]) -> Any:
         try:
-            if message.get("event_type") == messaging.DRIVER_HELLO_EVENT:
+            if message.get("event_type") == bus.DRIVER_HELLO_EVENT:
                 return self._hello(DriverHello.from_message(message, self.host))
             request, progress = protocol.request_from_message(message, self.host)
         except exceptions.InvalidRequest as exc:
@@ -235,7 +235,7 @@ class RequestIntake:
             self.results.invalid(str(exc), self.host, action=fields.get("action"),
                                  request_id=fields.get("request_id"),
                                  instance_uuid=fields.get("instance_uuid"))
-            return messaging.HANDLED
+            return bus.HANDLED
         driver = self.presence.driver() if self.presence is not None else None
         if request.source == "nova" and driver is not None:
             # Nova calls its driver right after this event; the driver's
@@ -244,7 +244,7 @@ class RequestIntake:
             LOG.info("Nova's %s of instance %s (Nova request %s) is left to this host's "
                      "Nova driver %s", request.action, request.instance_uuid,
                      request.nova_request_id, driver)
-            return messaging.HANDLED
+            return bus.HANDLED
         try:
             new, record = self.history.accept(request)
         except exceptions.StorageUnavailable as exc:
@@ -252,18 +252,18 @@ class RequestIntake:
             # database answers, instead of spending its delivery attempts.
             self.flows.storage.down(exc)
             if not self.flows.storage.wait_until_up():
-                return messaging.REQUEUE  # stopping: back to the broker
+                return bus.REQUEUE  # stopping: back to the broker
             return self._accept(message)
         if new:
             self._count("accepted")
             self.flows.submit(request, progress)
-            return messaging.HANDLED
+            return bus.HANDLED
         self._count("duplicates")
         LOG.info("Request %s was recorded before; not running it again",
                  request.request_id)
         if record.result is not None:
             notify(self.results, Result.from_dict(record.result))
-        return messaging.HANDLED
+        return bus.HANDLED
 
     def _hello(self, hello: DriverHello) -> Any:
         if self.presence is None:
@@ -271,7 +271,7 @@ class RequestIntake:
                         "no record of drivers", hello.driver)
         else:
             self.presence.announce(hello)
-        return messaging.HANDLED
+        return bus.HANDLED
 
     def _give_up(self, reason: str, message: Mapping[str, Any]) -> None:
         self._count("gave_up")
@@ -303,10 +303,10 @@ class Worker:
 
     def __init__(self, conf: Any, runner: Any = None, history: History | None = None) -> None:
         self.conf = conf
-        self.host = messaging.check_host_name(conf.host)
-        self.transport = messaging.rescue_transport(conf)
-        publisher = messaging.Publisher(self.transport, conf.worker.exchange,
-                                        f"rescue-flow:{self.host}")
+        self.host = bus.check_host_name(conf.host)
+        self.transport = bus.rescue_transport(conf)
+        publisher = bus.Publisher(self.transport, conf.worker.exchange,
+                                  f"rescue-flow:{self.host}")
         self.results = protocol.Results(publisher, conf.worker.results_topic)
         self.router = protocol.Router(publisher, conf.worker.requests_topic)
         self.history = history or getattr(runner, "history", None) or \
@@ -325,19 +325,14 @@ class Worker:
                                      self.host, conf.worker.max_delivery_attempts,
                                      conf.worker.remembered_requests, self.metrics,
                                      self.presence)
-        target = oslo_messaging.Target(
-            exchange=conf.worker.exchange,
-            topic=protocol.request_topic(conf.worker.requests_topic, self.host))
-        # Recording is quick; the flows run in self.flows, not in these threads.
-        self.requests = consumer.OrderedListener(
-            self.transport, [target], self.handler, protocol.instance_key,
-            max_workers=conf.worker.max_concurrent_flows, name="intake")
+        self.requests = listener.request_listener(conf, self.transport, self.host,
+                                                  self.handler)
         self.nova_transport = None
         self.intake = None
         if conf.nova.enabled:
-            self.nova_transport = messaging.nova_transport(conf)
-            self.intake = listener.build_intake(conf, self.nova_transport, self.router,
-                                                self.results)
+            self.nova_transport = bus.nova_transport(conf)
+            self.intake = listener.nova_listener(conf, self.nova_transport, self.router,
+                                                 self.results)
         self._stopping = threading.Event()
         self._purger = threading.Thread(target=self._purge_daily, name="purge",
                                         daemon=True)

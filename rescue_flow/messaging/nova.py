@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rescue_flow import requests
-from rescue_flow.messaging import InvalidMessage, check_host_name, unwrap
+from rescue_flow.messaging.bus import InvalidMessage, check_host_name, unwrap
 
 EVENT_ACTIONS = {
     "instance.rescue.start": requests.RESCUE,

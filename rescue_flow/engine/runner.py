@@ -22,15 +22,16 @@ from taskflow import states as tf_states
 from taskflow import task as tf_task
 from taskflow.patterns import linear_flow
 
-from rescue_flow import exceptions, hyperv, logs, observe, requests, states
+from rescue_flow import exceptions, hyperv, requests
+from rescue_flow.engine import logs, observe, states
+from rescue_flow.engine.locks import instance_lock
+from rescue_flow.engine.progress import StepCallback, StepRecorder
+from rescue_flow.engine.quarantine import MemoryQuarantine, QuarantineList
 from rescue_flow.flows import get_cleanup_flow, get_rescue_flow, get_unrescue_flow
 from rescue_flow.hyperv.host import HyperVHost
-from rescue_flow.locks import instance_lock
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence.history import History, RequestRecord
 from rescue_flow.persistence.retrying import storage_unavailable
-from rescue_flow.progress import StepCallback, StepRecorder
-from rescue_flow.quarantine import MemoryQuarantine, QuarantineList
 from rescue_flow.tasks.base import HostTask
 
 LOG = logging.getLogger(__name__)

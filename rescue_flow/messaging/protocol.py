@@ -22,7 +22,8 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from rescue_flow import exceptions, requests
-from rescue_flow.messaging import (
+from rescue_flow.engine.progress import StepEvent
+from rescue_flow.messaging.bus import (
     HANDLED,
     REQUEST_EVENT,
     REQUEUE,
@@ -31,7 +32,6 @@ from rescue_flow.messaging import (
     check_host_name,
 )
 from rescue_flow.outcome import Outcome, Result
-from rescue_flow.progress import StepEvent
 
 LOG = logging.getLogger(__name__)
 

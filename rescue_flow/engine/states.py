@@ -1,6 +1,6 @@
 """The instance state machine: what a request means in each state.
 
-States are read from the host (:mod:`rescue_flow.observe`), from the
+States are read from the host (:mod:`rescue_flow.engine.observe`), from the
 quarantine list, and from the flow in flight. TaskFlow runs the transitions;
 this machine keeps them legal: a transition the table does not hold raises,
 instead of silently doing something nobody designed.

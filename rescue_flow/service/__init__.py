@@ -1,0 +1,8 @@
+"""The worker service: its parts assembled, its health, its metrics.
+
+- :mod:`.worker`: the daemon (request intake, flow queue, start and stop).
+- :mod:`.health`: ``rescue-flow worker --check``.
+- :mod:`.metrics`: Prometheus metrics and their HTTP endpoint.
+- :mod:`.storage_watch`: waits out a history database that went away.
+- :mod:`.driver_presence`: whether this host's nova-compute runs the driver.
+"""
