@@ -196,8 +196,8 @@ class FlowRunner:
     def _flow(self, kind: str, request: requests.Request) -> Any:
         """A new flow of this kind for ``request``, made of copies of tasks built once.
 
-        Building a task inspects its execute and revert signatures: 2.3 ms
-        of CPU for a rescue flow's ten (bench B1). ``Task.copy`` (TaskFlow's
+        Building a task inspects its execute and revert signatures, which
+        costs more than copying it (bench B1, docs/benchmarks.md). ``Task.copy`` (TaskFlow's
         own) gives the same task, with the same name, arguments and results
         and a notifier of its own, so runs share nothing but the host, as
         before (a task keeps nothing else of its own: tasks/base.py). Only a
