@@ -1,51 +1,51 @@
-"""Handle one request: record it, check quarantine, read the host, decide, run.
+"""Handle one request: record it, decide, run, report; each piece its own module.
 
 The same code serves ``rescue-flow run`` (in the foreground), ``rescue-flow
-resume`` and the worker. With a history (the default everywhere but unit
-tests), a request is durably recorded before anything happens, a request id
-seen before is not run again, and every flow's steps are persisted so that a
-flow cut short by a crash resumes where it stopped. A failed flow is reverted
-by TaskFlow; a revert that fails quarantines the instance.
+resume`` and the worker. :class:`FlowRunner` only puts the pieces in order:
+
+1. record (:mod:`.record`): the request is durably recorded before anything
+   happens; a request id seen before is not run again;
+2. decide (:mod:`.decide`, :mod:`.states`): the instance's state, from the
+   quarantine list and the host, and the transition the request fires in
+   the state machine: run a flow, nothing to do, wait, or refuse;
+3. run (:mod:`.drive`): the flow, each step persisted so that a flow cut
+   short by a crash resumes where it stopped; its end is the machine's
+   next event, and the request fires again from the state it reached (a
+   clean-up first, then the rescue);
+4. report (:mod:`.report`) and record the end, with the instance's state.
+
+A failed flow is reverted by TaskFlow; a revert that fails quarantines the
+instance.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-import taskflow.engines
 from taskflow import states as tf_states
-from taskflow import task as tf_task
-from taskflow.patterns import linear_flow
 
 from rescue_flow import exceptions, hyperv, requests
-from rescue_flow.engine import logs, observe, states
+from rescue_flow.engine import decide, logs, observe, states
+from rescue_flow.engine.drive import FlowDriver, leftovers_of
 from rescue_flow.engine.locks import instance_lock
-from rescue_flow.engine.progress import StepCallback, StepRecorder
+from rescue_flow.engine.progress import StepCallback
 from rescue_flow.engine.quarantine import MemoryQuarantine, QuarantineList
-from rescue_flow.flows import get_cleanup_flow, get_rescue_flow, get_unrescue_flow
+from rescue_flow.engine.record import Recorder
+from rescue_flow.engine.report import Quarantining, Reporter
 from rescue_flow.hyperv.host import HyperVHost
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence.history import History, RequestRecord
 from rescue_flow.persistence.retrying import storage_unavailable
-from rescue_flow.tasks.base import HostTask
 
 LOG = logging.getLogger(__name__)
 
-CLEANUP = "cleanup"
-_FACTORIES = {requests.RESCUE: get_rescue_flow, requests.UNRESCUE: get_unrescue_flow,
-              CLEANUP: get_cleanup_flow}
-# Where an instance stands when a flow of each kind starts, and how it starts.
-_START = {requests.RESCUE: (states.ACTIVE, states.START_RESCUE),
-          requests.UNRESCUE: (states.RESCUED, states.START_UNRESCUE),
-          CLEANUP: (states.LEFTOVERS, states.START_CLEANUP)}
-_LEFTOVER_KEYS = ("rescue_vm_leftover", "rescue_disk_leftover")
-
+CLEANUP = states.CLEANUP
 _Method = TypeVar("_Method", bound=Callable[..., Any])
+__all__ = ["CLEANUP", "FlowRunner", "Quarantining"]
 
 
 def _logged_as_request(method: _Method) -> _Method:
@@ -66,8 +66,9 @@ class FlowRunner:
         self.host_name = host_name
         self.lock_dir = lock_dir
         self.history = history
-        # Each kind's flow as its factory builds it, copied for every run (_flow).
-        self._templates: dict[str, Any] = {}
+        self.report = Reporter(host_name)
+        self.recorder = Recorder(history, quarantine)
+        self.driver = FlowDriver(host, history, self.report)
 
     @classmethod
     def from_conf(cls, conf: Any, host: HyperVHost,
@@ -81,26 +82,15 @@ class FlowRunner:
         """The runner every command uses: the configured host, with its history."""
         return cls.from_conf(conf, host or hyperv.get_host(conf), History.from_conf(conf))
 
-    def _result(self, request: requests.Request, outcome: Outcome,
-                **fields: Any) -> Result:
-        return Result(request_id=request.request_id, action=request.action,
-                      instance_uuid=request.instance_uuid, host=self.host_name,
-                      outcome=outcome, **fields)
-
     # Entry points ------------------------------------------------------
 
     @_logged_as_request
     def handle(self, request: requests.Request,
                on_step: StepCallback | None = None) -> Result:
         """Record the request (once per request id), then execute it."""
-        if self.history is not None:
-            try:
-                new, record = self.history.accept(request)
-            except exceptions.StorageUnavailable as exc:
-                exc.recorded = False
-                raise
-            if not new:
-                return self._duplicate(record)
+        earlier = self.recorder.accept(request)
+        if earlier is not None:
+            return self.report.duplicate(earlier)
         return self.execute(request, on_step)
 
     @_logged_as_request
@@ -113,8 +103,9 @@ class FlowRunner:
         the request's end (FAILED, with the cause), recorded like any
         result: a caller told that it failed never sees it run later.
         """
-        def run() -> Result:
-            with instance_lock(self.lock_dir, request.instance_uuid):
+        def run() -> tuple[Result, str | None]:
+            with instance_lock(self.lock_dir, request.instance_uuid,
+                               on_wait=lambda: self._wait(request)):
                 return self._handle_locked(request, on_step)
         return self._ended(request, run)
 
@@ -128,20 +119,30 @@ class FlowRunner:
         recorded: a failed revert is quarantined, never followed by a fresh
         flow on the host it left broken.
         """
-        def run() -> Result:
+        def run() -> tuple[Result, str | None]:
             with instance_lock(self.lock_dir, record.request.instance_uuid):
                 return self._resume_locked(record, on_step)
         return self._ended(record.request, run)
 
-    def _ended(self, request: requests.Request, run: Callable[[], Result]) -> Result:
-        """Check quarantine, ``run``, record the end, whatever the end is.
+    def resume_unfinished(self, on_step: StepCallback | None = None) -> list[Result]:
+        """Resume every request of this host that was accepted and never finished."""
+        if self.history is None:
+            return []
+        return [self.resume(record, on_step) for record in self.history.unfinished()]
+
+    # The pieces in order -------------------------------------------------
+
+    def _ended(self, request: requests.Request,
+               run: Callable[[], tuple[Result, str | None]]) -> Result:
+        """``run``, then record the end, whatever the end is.
 
         An unexpected error is the request's end too (FAILED, with the cause
         and what the host looks like). Only StorageUnavailable escapes.
         """
         try:
-            refused = self._quarantined(request)
-            return self._finish(refused if refused is not None else run())
+            refused = self._refuse_quarantined(request)
+            result, state = refused if refused is not None else run()
+            return self.recorder.finish(result, state)
         except exceptions.StorageUnavailable:
             raise
         except Exception as exc:
@@ -151,13 +152,84 @@ class FlowRunner:
             LOG.exception("Request %s failed outside its flow", request.request_id)
             reason = (f"failed outside its flow: {type(exc).__name__}: {exc}; "
                       f"host: {_host_state(self.host, request.instance_uuid)}")
-            return self._finish(self._result(request, Outcome.FAILED, reason=reason))
+            return self.recorder.finish(self.report.result(request, Outcome.FAILED,
+                                                           reason=reason))
 
-    def _resume_locked(self, record: RequestRecord, on_step: StepCallback | None) -> Result:
+    def _refuse_quarantined(self, request: requests.Request) -> tuple[Result, str] | None:
+        """A quarantined instance refuses every request, before its lock is
+        taken and before the host is read."""
+        machine = decide.quarantined(self.quarantine, request.instance_uuid)
+        if machine is None:
+            return None
+        transition = machine.fire(request.action)
+        assert transition.act is states.Act.REFUSE, transition
+        entry = self.quarantine.get(request.instance_uuid) or {"reason": "unknown"}
+        return self.report.quarantined(request, entry), machine.state
+
+    def _wait(self, request: requests.Request) -> None:
+        """Another process holds the instance: say what the request waits for."""
+        try:
+            state = decide.in_flight_state(self.history, request)
+        except Exception:  # only a log line depends on it: never fail for it
+            LOG.debug("Could not read which flow holds instance %s",
+                      request.instance_uuid, exc_info=True)
+            state = None
+        if state is None:
+            LOG.info("Request %s waits: another process holds instance %s",
+                     request.request_id, request.instance_uuid)
+            return
+        transition = states.InstanceMachine(state).fire(request.action)
+        LOG.info("Request %s: instance %s is %s, so the %s %ss behind its flow",
+                 request.request_id, request.instance_uuid, state, request.action,
+                 transition.act.value)
+
+    def _handle_locked(self, request: requests.Request,
+                       on_step: StepCallback | None) -> tuple[Result, str | None]:
+        if request.past("start_by"):
+            # The Nova driver stopped waiting for this request to start and
+            # told Nova it failed: running it now would make them disagree.
+            return self.report.result(
+                request, Outcome.REFUSED,
+                reason=f"not started by {request.start_by}, when its sender stopped "
+                f"waiting for it to start; nothing was changed"), None
+        try:
+            machine, seen = decide.read_host(self.host, request.instance_uuid)
+        except exceptions.RescueFlowError as exc:
+            outcome = (Outcome.REFUSED if isinstance(exc, exceptions.ValidationError)
+                       else Outcome.FAILED)
+            return self.report.result(request, outcome, reason=str(exc)), None
+        return self._follow(machine, request, seen, on_step), machine.state
+
+    def _follow(self, machine: states.InstanceMachine, request: requests.Request,
+                seen: observe.Observation, on_step: StepCallback | None) -> Result:
+        """Fire the request in the machine until a transition runs no flow.
+
+        A flow that succeeded without leftovers lets the request fire again
+        from the state it reached: after a clean-up, a rescue runs; after a
+        rescue, the next firing is "nothing to do" and the rescue's result
+        stands. A failed flow ends the request there. The table allows at
+        most a clean-up and then the request's own flow.
+        """
+        ran: Result | None = None
+        while True:
+            transition = machine.fire(request.action)
+            if transition.act is states.Act.NOTHING_TO_DO:
+                return ran or self.report.result(
+                    request, Outcome.NOTHING_TO_DO,
+                    reason=states.NOTHING_TO_DO_REASONS[request.action])
+            if transition.act is not states.Act.RUN or transition.flow is None:
+                # The host never shows a flow in flight (WAIT) and quarantine
+                # was refused before the lock (REFUSE): a bug if reached.
+                raise states.IllegalTransition(transition.source, request.action)
+            engine = self.driver.start(transition.flow, request, seen)
+            ran = self.driver.run(transition.flow, request, engine, machine, on_step)
+            if not ran.outcome.ok or ran.leftovers:
+                return ran
+
+    def _resume_locked(self, record: RequestRecord,
+                       on_step: StepCallback | None) -> tuple[Result, str | None]:
         request = record.request
-        if self.history is None:
-            return self._handle_locked(request, on_step)
-        last = self.history.last_flow(record)
+        last = self.history.last_flow(record) if self.history is not None else None
         if last is None:
             return self._handle_locked(request, on_step)
         book, detail = last
@@ -167,230 +239,36 @@ class FlowRunner:
             # further automatic action on that host, not even the rest of
             # the revert.
             LOG.info("Request %s: a revert of its %s had failed", request.request_id, kind)
-            return self._recorded_end(request, book, detail)
+            return self._recorded_end(request, book, detail), states.QUARANTINED
         if detail.state == tf_states.SUCCESS and kind == CLEANUP:
             return self._handle_locked(request, on_step)
         if detail.state in (tf_states.SUCCESS, tf_states.REVERTED):
             LOG.info("Request %s: its %s ended (%s) before the end was recorded",
                      request.request_id, kind, detail.state)
-            return self._recorded_end(request, book, detail)
+            return self._recorded_end(request, book, detail), None
         # Cut short (RUNNING, REVERTING) or given up by TaskFlow when the
-        # history stopped answering (FAILURE with no failed revert): go on.
+        # history stopped answering (FAILURE with no failed revert): go on,
+        # in the state the flow runs in.
         LOG.info("Resuming %s of request %s from its last recorded step", kind,
                  request.request_id)
-        engine = taskflow.engines.load(self._flow(kind, request), flow_detail=detail,
-                                       book=book, backend=self.history.backend,
-                                       engine="serial")
-        result = self._drive(kind, request, engine, on_step)
+        machine = states.InstanceMachine(states.FLOW_STATES[kind])
+        engine = self.driver.load(kind, request, book, detail)
+        result = self.driver.run(kind, request, engine, machine, on_step)
         if kind == CLEANUP and request.action == requests.RESCUE and \
                 result.outcome is Outcome.SUCCESS and not result.leftovers:
-            result = self._handle_locked(request, on_step)
-        return result
-
-    def resume_unfinished(self, on_step: StepCallback | None = None) -> list[Result]:
-        """Resume every request of this host that was accepted and never finished."""
-        if self.history is None:
-            return []
-        return [self.resume(record, on_step) for record in self.history.unfinished()]
-
-    def _flow(self, kind: str, request: requests.Request) -> Any:
-        """A new flow of this kind for ``request``, made of copies of tasks built once.
-
-        Building a task inspects its execute and revert signatures, which
-        costs more than copying it (bench B1, docs/benchmarks.md). ``Task.copy`` (TaskFlow's
-        own) gives the same task, with the same name, arguments and results
-        and a notifier of its own, so runs share nothing but the host, as
-        before (a task keeps nothing else of its own: tasks/base.py). Only a
-        flat linear flow of tasks is copied like this; any other shape is
-        built by its factory every time.
-        """
-        template = self._templates.get(kind)
-        if template is None:
-            template = _FACTORIES[kind](self.host)
-            if type(template) is not linear_flow.Flow or template.retry is not None or \
-                    not all(isinstance(atom, tf_task.Task) for atom in template):
-                return _with_deadline(template, request)
-            template = self._templates.setdefault(kind, template)
-        return _with_deadline(linear_flow.Flow(template.name).add(
-            *(atom.copy(retain_listeners=False) for atom in template)), request)
-
-    # Steps of handling -------------------------------------------------
-
-    def _duplicate(self, record: RequestRecord) -> Result:
-        if record.result is not None:
-            earlier = Result.from_dict(record.result)
-            reason = f"already handled: {earlier.outcome.value}"
-        else:
-            reason = "already accepted; it runs (or resumes) once"
-        return self._result(record.request, Outcome.DUPLICATE, reason=reason)
-
-    def _quarantined(self, request: requests.Request) -> Result | None:
-        entry = self.quarantine.get(request.instance_uuid)
-        if entry is None:
-            return None
-        error = exceptions.InstanceQuarantined(request.instance_uuid, entry["reason"])
-        return self._result(request, Outcome.QUARANTINED, reason=str(error))
-
-    def _finish(self, result: Result) -> Result:
-        """Record the end; a revert failure quarantines in the same transaction."""
-        reason = result.reason if isinstance(result, Quarantining) else None
-        if self.history is not None:
-            self.history.finish(result, quarantine_reason=reason)
-        elif reason is not None:
-            self.quarantine.add(result.instance_uuid, reason, result.request_id)
-        return result
-
-    def _handle_locked(self, request: requests.Request,
-                       on_step: StepCallback | None) -> Result:
-        if request.past("start_by"):
-            # The Nova driver stopped waiting for this request to start and
-            # told Nova it failed: running it now would make them disagree.
-            return self._result(
-                request, Outcome.REFUSED,
-                reason=f"not started by {request.start_by}, when its sender stopped "
-                f"waiting for it to start; nothing was changed")
-        try:
-            seen = observe.observe(self.host, request.instance_uuid)
-        except exceptions.RescueFlowError as exc:
-            outcome = (Outcome.REFUSED if isinstance(exc, exceptions.ValidationError)
-                       else Outcome.FAILED)
-            return self._result(request, outcome, reason=str(exc))
-        decision = states.decide(seen.state, request.action)
-        if decision is states.Decision.CLEAN_UP_FIRST:
-            cleaned = self._run_flow(CLEANUP, request, seen, on_step)
-            if request.action == requests.UNRESCUE or cleaned.leftovers or \
-                    not cleaned.outcome.ok:
-                return cleaned
-            seen = observe.observe(self.host, request.instance_uuid)
-            decision = states.decide(seen.state, request.action)
-        if decision is states.Decision.NOTHING_TO_DO:
-            return self._result(request, Outcome.NOTHING_TO_DO,
-                                reason=states.NOTHING_TO_DO_REASONS[request.action])
-        if decision is not states.Decision.RUN:
-            return self._result(request, Outcome.REFUSED,
-                                reason=f"instance is {seen.state}; cannot {request.action}")
-        return self._run_flow(request.action, request, seen, on_step)
-
-    def _store(self, kind: str, request: requests.Request,
-               seen: observe.Observation) -> dict[str, Any]:
-        if kind == requests.RESCUE:
-            return {"instance_uuid": request.instance_uuid, "image_id": request.image_id,
-                    "image_generation": request.image_generation,
-                    "image_os_secure_boot": request.image_os_secure_boot,
-                    "image_os_type": request.image_os_type,
-                    "request_id": request.request_id,
-                    "shutdown_timeout": request.shutdown_timeout}
-        if kind == requests.UNRESCUE:
-            return {"instance_uuid": request.instance_uuid,
-                    "request_id": request.request_id}
-        rescue_vm = seen.rescue_vm
-        record = rescue_vm.record if rescue_vm else None
-        return {"instance_vm": seen.instance_vm,
-                "original": record.to_dict() if record else None,
-                "rescue_vm": rescue_vm.name if rescue_vm else None,
-                "rescue_disk": seen.leftover_files[0] if seen.leftover_files else None}
-
-    def _run_flow(self, kind: str, request: requests.Request, seen: observe.Observation,
-                  on_step: StepCallback | None) -> Result:
-        flow = self._flow(kind, request)
-        store = self._store(kind, request, seen)
-        if self.history is None:
-            engine = taskflow.engines.load(flow, store=store, engine="serial")
-        else:
-            book, detail = self.history.new_flow_detail(request.request_id, kind)
-            engine = taskflow.engines.load(flow, store=store, flow_detail=detail,
-                                           book=book, backend=self.history.backend,
-                                           engine="serial")
-        LOG.info("Running %s for instance %s (request %s)", flow.name,
-                 request.instance_uuid, request.request_id)
-        return self._drive(kind, request, engine, on_step)
-
-    def _drive(self, kind: str, request: requests.Request, engine: Any,
-               on_step: StepCallback | None) -> Result:
-        start_state, start_event = _START[kind]
-        lifecycle = states.InstanceLifecycle(start_state)
-        lifecycle.fire(start_event)
-        recorder = StepRecorder(kind, on_step)
-        recorder.attach(engine)
-        try:
-            engine.run()
-        except Exception as exc:
-            unavailable = storage_unavailable(exc)
-            if unavailable is not None:
-                # Not a step failure: no revert ran for it. The flow stays
-                # as recorded, for a resume.
-                raise unavailable from exc
-            return self._failed(request, engine, recorder, lifecycle, exc)
-        leftovers = [str(value) for value in
-                     (_fetch_optional(engine, key) for key in _LEFTOVER_KEYS) if value]
-        lifecycle.fire(states.SUCCEEDED_WITH_LEFTOVERS if leftovers else states.SUCCEEDED)
-        reason = ("finished; left for a later unrescue: " + "; ".join(leftovers)
-                  if leftovers else None)
-        return self._result(request, Outcome.SUCCESS, step_durations=recorder.durations,
-                            leftovers=leftovers, reason=reason)
+            return self._handle_locked(request, on_step)
+        return result, machine.state
 
     def _recorded_end(self, request: requests.Request, book: Any, detail: Any) -> Result:
         """The result of a flow that ended, read from its record; nothing runs.
 
         (Running a reverted flow's engine again would run the flow again.)
         """
-        kind = detail.meta["kind"]
+        leftovers: list[str] = []
         if detail.state == tf_states.SUCCESS:
-            engine = taskflow.engines.load(self._flow(kind, request), flow_detail=detail,
-                                           book=book, backend=self.history.backend
-                                           if self.history else None, engine="serial")
-            leftovers = [str(value) for value in
-                         (_fetch_optional(engine, key) for key in _LEFTOVER_KEYS) if value]
-            return self._result(request, Outcome.SUCCESS, leftovers=leftovers)
-        failed = [atom for atom in detail if atom.failure is not None]
-        revert_failed = [atom for atom in detail if atom.revert_failure is not None]
-        # Only a success, a complete revert or a failed revert ends here.
-        common = {"failed_step": failed[0].name if failed else None,
-                  "reverted_steps": [atom.name for atom in detail
-                                     if atom.state == tf_states.REVERTED and
-                                     atom.results is not None]}
-        cause = failed[0].failure.exception_str if failed else "unknown"
-        reason = f"{common['failed_step']} failed: {cause}"
-        if detail.state == tf_states.REVERTED:
-            refused = bool(failed) and failed[0].failure.check(
-                exceptions.ValidationError, exceptions.InvalidRequest)
-            return self._result(request, Outcome.REFUSED if refused else Outcome.FAILED,
-                                reason=reason, **common)
-        step = revert_failed[0].name if revert_failed else None
-        revert_cause = (revert_failed[0].revert_failure.exception_str if revert_failed
-                        else "unknown")
-        reason += f"; then reverting {step} failed: {revert_cause}"
-        LOG.error("Instance %s quarantined: %s", request.instance_uuid, reason)
-        return Quarantining(**dataclasses.asdict(self._result(
-            request, Outcome.QUARANTINED, reason=reason, **common)))
-
-    def _failed(self, request: requests.Request, engine: Any, recorder: StepRecorder,
-                lifecycle: states.InstanceLifecycle, exc: Exception) -> Result:
-        common = {"failed_step": recorder.failed_step,
-                  "reverted_steps": list(recorder.reverted),
-                  "step_durations": recorder.durations}
-        first = _first_failure(engine)
-        cause = first.exception_str if first is not None else str(exc)
-        if engine.storage.get_flow_state() != tf_states.REVERTED:
-            reason = (f"{recorder.failed_step} failed: {cause}; "
-                      f"then reverting {recorder.revert_failed} failed: {exc}")
-            lifecycle.fire(states.REVERT_FAILED)
-            LOG.error("Instance %s quarantined: %s", request.instance_uuid, reason)
-            return Quarantining(**dataclasses.asdict(self._result(
-                request, Outcome.QUARANTINED, reason=reason, **common)))
-        lifecycle.fire(states.REVERTED)
-        refused = first is not None and first.check(exceptions.ValidationError,
-                                                    exceptions.InvalidRequest)
-        return self._result(request, Outcome.REFUSED if refused else Outcome.FAILED,
-                            reason=f"{recorder.failed_step} failed: {cause}", **common)
-
-
-def _with_deadline(flow: Any, request: requests.Request) -> Any:
-    """Give this run's tasks the request's deadline (tasks/base.py: HostTask)."""
-    for atom in flow:  # the flows are flat (flows/)
-        if isinstance(atom, HostTask):
-            atom.deadline = request.deadline
-    return flow
+            leftovers = leftovers_of(self.driver.load(detail.meta["kind"], request,
+                                                      book, detail))
+        return self.report.recorded_end(request, detail, leftovers)
 
 
 def _host_state(host: HyperVHost, instance_uuid: str) -> str:
@@ -398,21 +276,3 @@ def _host_state(host: HyperVHost, instance_uuid: str) -> str:
         return f"instance is {observe.observe(host, instance_uuid).state}"
     except Exception as exc:  # the host is what failed: say so
         return f"unreadable ({type(exc).__name__}: {exc})"
-
-
-class Quarantining(Result):
-    """A result whose instance goes into quarantine as it is recorded."""
-
-
-def _fetch_optional(engine: Any, key: str) -> Any:
-    try:
-        return engine.storage.fetch(key)
-    except Exception:  # taskflow's NotFound: the flow has no such result yet
-        return None
-
-
-def _first_failure(engine: Any) -> Any:
-    """The failure that started the revert (storage keeps it; run() may wrap it)."""
-    for failure in engine.storage.get_execute_failures().values():
-        return failure
-    return None

@@ -302,13 +302,19 @@ class History:
             book = connection.get_logbook(record.book_uuid)
         return book, _started(book)
 
-    def finish(self, result: Result, quarantine_reason: str | None = None) -> None:
+    def finish(self, result: Result, quarantine_reason: str | None = None,
+               instance_state: str | None = None) -> None:
         """Record the request's end; with a reason, quarantine its instance in
-        the same transaction (a revert failed)."""
+        the same transaction (a revert failed). ``instance_state`` (the state
+        machine's state after the request) is kept beside the result, for
+        ``rescue-flow status``; Result.from_dict ignores it."""
+        stored = result.to_dict()
+        if instance_state is not None:
+            stored["instance_state"] = instance_state
         with self.engine.begin() as connection:
             connection.execute(_UPDATE, {
                 "_request_id": result.request_id, "state": schema.FINISHED,
-                "outcome": result.outcome.value, "result": json.dumps(result.to_dict()),
+                "outcome": result.outcome.value, "result": json.dumps(stored),
                 "finished_at": utcnow()})
             if quarantine_reason is not None:
                 quarantine.record(connection, result.instance_uuid, result.host,
