@@ -12,7 +12,7 @@ from msgkit import SAMPLES, load_sample
 
 from rescue_flow import exceptions
 from rescue_flow.engine.progress import StepEvent
-from rescue_flow.messaging import bus, protocol
+from rescue_flow.messaging import bus, nova, protocol
 from rescue_flow.messaging.nova_intake import NovaIntake
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence.backend import create_engine
@@ -242,6 +242,31 @@ def test_a_malformed_nova_event_gets_an_error_naming_the_instance() -> None:
     assert sent["event_type"] == "rescue_flow.rescue.error"
     assert sent["payload"]["instance_uuid"] == "178b0921-8f85-4257-88b6-2e743b5a975c"
     assert "image_uuid is not a UUID" in sent["payload"]["reason"]
+
+
+def test_a_nova_event_is_read_once_then_routed(monkeypatch) -> None:
+    outbox = Outbox()
+    reads = []
+    real_parse = nova.parse
+    monkeypatch.setattr(nova, "parse", lambda *args: reads.append(args) or real_parse(*args))
+
+    assert _intake(outbox)({"request_id": "req-9"}, _nova(host="hv-7")) == bus.HANDLED
+
+    assert len(reads) == 1 and len(outbox.sent) == 1
+
+
+def test_a_nova_event_that_breaks_the_parser_is_answered_at_once_not_retried(
+        monkeypatch) -> None:
+    # Reading depends on the message alone: a redelivery would break it again.
+    outbox = Outbox()
+    monkeypatch.setattr(nova, "parse", _raise(KeyError("nova_object.data")))
+
+    assert _intake(outbox, attempts=3)({}, _nova()) == bus.HANDLED
+
+    [sent] = outbox.sent
+    assert sent["event_type"] == "rescue_flow.rescue.error"
+    assert "cannot be read: KeyError" in sent["payload"]["reason"]
+    assert sent["payload"]["instance_uuid"] == "178b0921-8f85-4257-88b6-2e743b5a975c"
 
 
 def test_routing_that_keeps_failing_is_retried_then_answered() -> None:

@@ -228,3 +228,31 @@ def test_instance_uuid_of_reads_both_formats_and_tolerates_junk() -> None:
     assert nova.instance_uuid_of(_legacy()) == INSTANCE
     assert nova.instance_uuid_of({"payload": "junk"}) is None
     assert nova.instance_uuid_of({"payload": {"instance_id": 3}}) is None
+
+
+def test_read_recognises_parses_and_validates_a_rescue_once() -> None:
+    event = nova.read(_rescue_sample(), {"request_id": SAMPLE_REQUEST})
+
+    assert (event.action, event.instance_uuid, event.nova_request_id, event.error) == (
+        "rescue", SAMPLE_UUID, SAMPLE_REQUEST, None)
+    assert event.request == nova.parse(_rescue_sample(), {"request_id": SAMPLE_REQUEST})
+
+
+def test_read_leaves_other_events_alone() -> None:
+    message = _rescue_sample()
+    message["event_type"] = "instance.rescue.end"
+
+    event = nova.read(message)
+
+    assert (event.action, event.request, event.error) == (None, None, None)
+
+
+def test_read_says_why_a_malformed_event_is_not_a_request() -> None:
+    message = _rescue_sample()
+    message["payload"]["nova_object.data"]["uuid"] = "not-a-uuid"
+
+    event = nova.read(message)
+
+    assert event.request is None and event.action == "rescue"
+    assert event.error == "instance uuid is not a UUID: 'not-a-uuid'"
+    assert event.instance_uuid == "not-a-uuid"  # as sent, for the error's reader
