@@ -1,6 +1,8 @@
 """The worker service: its parts assembled, its health, its metrics.
 
-- :mod:`.worker`: the daemon (request intake, flow queue, start and stop).
+- :mod:`.worker`: the daemon: its parts assembled, started and stopped.
+- :mod:`.request_intake`: each request recorded before it is acknowledged.
+- :mod:`.flow_queue`: recorded requests run, per instance in order.
 - :mod:`.health`: ``rescue-flow worker --check``.
 - :mod:`.metrics`: Prometheus metrics and their HTTP endpoint.
 - :mod:`.storage_watch`: waits out a history database that went away.

@@ -18,7 +18,8 @@ from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence.backend import create_engine
 from rescue_flow.persistence.history import History
 from rescue_flow.requests import Request
-from rescue_flow.service.worker import FlowQueue, RequestIntake
+from rescue_flow.service.flow_queue import FlowQueue
+from rescue_flow.service.request_intake import RequestIntake
 
 HOST = "hv-1"
 UUID = "3f1c9a52-7b3e-4d8a-9e21-5a6b7c8d9e01"
