@@ -33,8 +33,6 @@ LEFTOVERS = "leftovers"
 CLEANING = "cleaning"
 QUARANTINED = "quarantined"
 STATES = (ACTIVE, RESCUING, RESCUED, UNRESCUING, LEFTOVERS, CLEANING, QUARANTINED)
-# States that exist only while a flow runs on the instance.
-IN_FLIGHT = (RESCUING, UNRESCUING, CLEANING)
 
 # Events: the two requests, the ends of a flow, the operator's reset.
 RESCUE = requests.RESCUE
