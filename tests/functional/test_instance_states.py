@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from simsite import GEN1_IMAGE, GEN1_UUID, new_request_id
@@ -126,15 +127,17 @@ def test_a_request_waits_behind_another_processs_flow_then_runs(seeded, caplog):
     waiter = threading.Thread(target=lambda: results.append(
         seeded.runner.execute(request)))
 
+    said = f"instance {GEN1_UUID} is rescuing, so the rescue waits behind its flow"
     try:
         waiter.start()
-        waiter.join(timeout=1.0)
+        deadline = time.monotonic() + 30
+        while said not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert said in caplog.text
         assert waiter.is_alive() and results == []  # waiting, nothing done
         assert seeded.sim.calls() == []
     finally:
         holder.communicate("")  # the other process lets go
     waiter.join(timeout=30)
 
-    assert f"instance {GEN1_UUID} is rescuing, so the rescue waits behind its flow" \
-        in caplog.text
     assert results[0].outcome is Outcome.SUCCESS  # read again, then run
