@@ -9,6 +9,8 @@ history.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rescue_flow import requests
 from rescue_flow.engine import observe, states
 from rescue_flow.engine.quarantine import MemoryQuarantine, QuarantineList
@@ -17,12 +19,14 @@ from rescue_flow.persistence import schema
 from rescue_flow.persistence.history import History
 
 
-def quarantined(quarantine: QuarantineList | MemoryQuarantine,
-                instance_uuid: str) -> states.InstanceMachine | None:
-    """The machine of a quarantined instance; None if it is not quarantined."""
-    if quarantine.get(instance_uuid) is None:
+def quarantined(quarantine: QuarantineList | MemoryQuarantine, instance_uuid: str
+                ) -> tuple[states.InstanceMachine, dict[str, Any]] | None:
+    """The machine of a quarantined instance and its quarantine entry; None
+    if it is not quarantined."""
+    entry = quarantine.get(instance_uuid)
+    if entry is None:
         return None
-    return states.InstanceMachine(states.QUARANTINED)
+    return states.InstanceMachine(states.QUARANTINED), entry
 
 
 def read_host(host: HyperVHost, instance_uuid: str) -> tuple[states.InstanceMachine,

@@ -158,12 +158,12 @@ class FlowRunner:
     def _refuse_quarantined(self, request: requests.Request) -> tuple[Result, str] | None:
         """A quarantined instance refuses every request, before its lock is
         taken and before the host is read."""
-        machine = decide.quarantined(self.quarantine, request.instance_uuid)
-        if machine is None:
+        found = decide.quarantined(self.quarantine, request.instance_uuid)
+        if found is None:
             return None
+        machine, entry = found
         transition = machine.fire(request.action)
         assert transition.act is states.Act.REFUSE, transition
-        entry = self.quarantine.get(request.instance_uuid) or {"reason": "unknown"}
         return self.report.quarantined(request, entry), machine.state
 
     def _wait(self, request: requests.Request) -> None:
