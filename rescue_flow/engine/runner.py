@@ -103,10 +103,14 @@ class FlowRunner:
         the request's end (FAILED, with the cause), recorded like any
         result: a caller told that it failed never sees it run later.
         """
+        waited: list[bool] = []
+
         def run() -> tuple[Result, str | None]:
             with instance_lock(self.lock_dir, request.instance_uuid,
-                               on_wait=lambda: self._wait(request)):
-                return self._handle_locked(request, on_step)
+                               on_wait=lambda: waited.append(self._wait(request))):
+                # The flow we waited behind may have quarantined the instance.
+                refused = self._refuse_quarantined(request) if waited else None
+                return refused or self._handle_locked(request, on_step)
         return self._ended(request, run)
 
     @_logged_as_request
@@ -166,7 +170,7 @@ class FlowRunner:
         assert transition.act is states.Act.REFUSE, transition
         return self.report.quarantined(request, entry), machine.state
 
-    def _wait(self, request: requests.Request) -> None:
+    def _wait(self, request: requests.Request) -> bool:
         """Another process holds the instance: say what the request waits for."""
         try:
             state = decide.in_flight_state(self.history, request)
@@ -177,11 +181,12 @@ class FlowRunner:
         if state is None:
             LOG.info("Request %s waits: another process holds instance %s",
                      request.request_id, request.instance_uuid)
-            return
+            return True
         transition = states.InstanceMachine(state).fire(request.action)
         LOG.info("Request %s: instance %s is %s, so the %s %ss behind its flow",
                  request.request_id, request.instance_uuid, state, request.action,
                  transition.act.value)
+        return True
 
     def _handle_locked(self, request: requests.Request,
                        on_step: StepCallback | None) -> tuple[Result, str | None]:

@@ -141,3 +141,34 @@ def test_a_request_waits_behind_another_processs_flow_then_runs(seeded, caplog):
     waiter.join(timeout=30)
 
     assert results[0].outcome is Outcome.SUCCESS  # read again, then run
+
+
+def test_a_request_that_waited_is_refused_if_the_flow_it_waited_for_quarantined(
+        seeded, caplog):
+    start_flow(seeded.runner.history,
+               Request("rescue", GEN1_UUID, new_request_id(), image_id=GEN1_IMAGE),
+               "rescue")
+    lock = os.path.join(seeded.runner.lock_dir, f"{GEN1_UUID}.lock")
+    os.makedirs(seeded.runner.lock_dir, exist_ok=True)
+    holder = _hold_lock_in_another_process(lock)
+    request = Request("unrescue", GEN1_UUID, new_request_id())
+    seeded.runner.history.accept(request)
+    results = []
+    caplog.set_level(logging.INFO, logger="rescue_flow.engine.runner")
+    waiter = threading.Thread(target=lambda: results.append(
+        seeded.runner.execute(request)))
+
+    try:
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while "waits behind its flow" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The other process's revert fails: it quarantines the instance.
+        seeded.runner.quarantine.add(GEN1_UUID, "reverting StopInstance failed", "other")
+    finally:
+        holder.communicate("")
+    waiter.join(timeout=30)
+
+    assert results[0].outcome is Outcome.QUARANTINED
+    assert "reverting StopInstance failed" in results[0].reason
+    assert seeded.sim.calls() == []  # the host was not even read
