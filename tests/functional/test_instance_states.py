@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from simsite import GEN1_IMAGE, GEN1_UUID, new_request_id
@@ -20,7 +21,7 @@ from taskflow import states as tf_states
 
 from rescue_flow import cli
 from rescue_flow.engine import states
-from rescue_flow.outcome import Outcome
+from rescue_flow.outcome import Outcome, Result
 from rescue_flow.requests import Request
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -112,63 +113,55 @@ def _hold_lock_in_another_process(path: str) -> subprocess.Popen:
     return holder
 
 
-def test_a_request_waits_behind_another_processs_flow_then_runs(seeded, caplog):
-    # Another process (say `rescue-flow run`) is rescuing the instance.
+def run_behind_another_process(seeded, caplog, request: Request,
+                               while_waiting: Callable[[], None]) -> Result:
+    """Run ``request`` while another process (say ``rescue-flow run``) holds
+    the instance rescuing it; once the request says it waits, call
+    ``while_waiting``, then let the other process go."""
     start_flow(seeded.runner.history,
                Request("rescue", GEN1_UUID, new_request_id(), image_id=GEN1_IMAGE),
                "rescue")
-    lock = os.path.join(seeded.runner.lock_dir, f"{GEN1_UUID}.lock")
     os.makedirs(seeded.runner.lock_dir, exist_ok=True)
-    holder = _hold_lock_in_another_process(lock)
-    request = Request("rescue", GEN1_UUID, new_request_id(), image_id=GEN1_IMAGE)
+    holder = _hold_lock_in_another_process(
+        os.path.join(seeded.runner.lock_dir, f"{GEN1_UUID}.lock"))
     seeded.runner.history.accept(request)
-    results = []
+    results: list[Result] = []
     caplog.set_level(logging.INFO, logger="rescue_flow.engine.runner")
     waiter = threading.Thread(target=lambda: results.append(
         seeded.runner.execute(request)))
-
-    said = f"instance {GEN1_UUID} is rescuing, so the rescue waits behind its flow"
-    try:
-        waiter.start()
-        deadline = time.monotonic() + 30
-        while said not in caplog.text and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert said in caplog.text
-        assert waiter.is_alive() and results == []  # waiting, nothing done
-        assert seeded.sim.calls() == []
-    finally:
-        holder.communicate("")  # the other process lets go
-    waiter.join(timeout=30)
-
-    assert results[0].outcome is Outcome.SUCCESS  # read again, then run
-
-
-def test_a_request_that_waited_is_refused_if_the_flow_it_waited_for_quarantined(
-        seeded, caplog):
-    start_flow(seeded.runner.history,
-               Request("rescue", GEN1_UUID, new_request_id(), image_id=GEN1_IMAGE),
-               "rescue")
-    lock = os.path.join(seeded.runner.lock_dir, f"{GEN1_UUID}.lock")
-    os.makedirs(seeded.runner.lock_dir, exist_ok=True)
-    holder = _hold_lock_in_another_process(lock)
-    request = Request("unrescue", GEN1_UUID, new_request_id())
-    seeded.runner.history.accept(request)
-    results = []
-    caplog.set_level(logging.INFO, logger="rescue_flow.engine.runner")
-    waiter = threading.Thread(target=lambda: results.append(
-        seeded.runner.execute(request)))
-
     try:
         waiter.start()
         deadline = time.monotonic() + 30
         while "waits behind its flow" not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.05)
-        # The other process's revert fails: it quarantines the instance.
-        seeded.runner.quarantine.add(GEN1_UUID, "reverting StopInstance failed", "other")
+        while_waiting()
     finally:
-        holder.communicate("")
+        holder.communicate("")  # the other process lets go
     waiter.join(timeout=30)
+    return results[0]
 
-    assert results[0].outcome is Outcome.QUARANTINED
-    assert "reverting StopInstance failed" in results[0].reason
+
+def test_a_request_waits_behind_another_processs_flow_then_runs(seeded, caplog):
+    def still_waiting() -> None:
+        assert f"instance {GEN1_UUID} is rescuing, so the rescue waits behind its flow" \
+            in caplog.text
+        assert seeded.sim.calls() == []  # nothing done yet
+
+    request = Request("rescue", GEN1_UUID, new_request_id(), image_id=GEN1_IMAGE)
+    result = run_behind_another_process(seeded, caplog, request, still_waiting)
+
+    assert result.outcome is Outcome.SUCCESS  # read again, then run
+
+
+def test_a_request_that_waited_is_refused_if_the_flow_it_waited_for_quarantined(
+        seeded, caplog):
+    def revert_fails_there() -> None:  # the other process quarantines the instance
+        seeded.runner.quarantine.add(GEN1_UUID, "reverting StopInstance failed", "other")
+
+    result = run_behind_another_process(
+        seeded, caplog, Request("unrescue", GEN1_UUID, new_request_id()),
+        revert_fails_there)
+
+    assert result.outcome is Outcome.QUARANTINED
+    assert "reverting StopInstance failed" in result.reason
     assert seeded.sim.calls() == []  # the host was not even read
