@@ -27,10 +27,10 @@ from typing import Any
 
 from bench import harness
 from rescue_flow import hyperv
+from rescue_flow.engine.runner import FlowRunner
 from rescue_flow.hyperv.oswin import constants
 from rescue_flow.persistence.history import History
 from rescue_flow.requests import Request
-from rescue_flow.runner import FlowRunner
 from rescue_flow.simhost import SimulatedHost, engine, store
 
 GOAL = 2.0

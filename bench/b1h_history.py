@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from bench import b1_overhead, harness
 from rescue_flow import hyperv
+from rescue_flow.engine.runner import FlowRunner
 from rescue_flow.persistence.history import History
-from rescue_flow.runner import FlowRunner
 
 GOAL = 1.2
 SMALL = 100

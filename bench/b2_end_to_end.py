@@ -1,12 +1,12 @@
 """B2: from Nova's notification to the rescue VM running, on a real broker.
 
-A :class:`rescue_flow.worker.Worker` (Nova intake on, default settings)
+A :class:`rescue_flow.service.worker.Worker` (Nova intake on, default settings)
 runs on RabbitMQ against a simulated host that costs what WMI costs: the
 documented cost profile (``sim profile wmi``, docs/simulated-host.md), in
 which every call is priced, reads too, and host-wide queries grow with the
 number of VMs. For each sample, one ``instance.rescue.start``
 notification is published as nova-compute does (Nova's exchange, envelope
-2.0, a real Nova sample rewritten for the instance; ``rescue_flow.demo``'s
+2.0, a real Nova sample rewritten for the instance; ``rescue_flow.commands.demo_loop``'s
 helpers), and the clock runs from just before the publish until a poller
 sees the rescue VM ``running`` in the simulated host's state (every 5 ms;
 the result notification's arrival is reported too). Nothing is subtracted.
@@ -28,9 +28,11 @@ from typing import Any
 from oslo_context.context import RequestContext
 
 from bench import harness
-from rescue_flow import demo, layout, nova
-from rescue_flow.client import ResultWatcher
-from rescue_flow.worker import Worker
+from rescue_flow import layout
+from rescue_flow.commands import demo_loop
+from rescue_flow.messaging import nova
+from rescue_flow.messaging.client import ResultWatcher
+from rescue_flow.service.worker import Worker
 
 GOAL_P50, GOAL_P99 = 1.05, 1.10
 GOAL = f"measured / sum of injected latencies on the path: p50 <= {GOAL_P50}, p99 <= {GOAL_P99}"
@@ -53,7 +55,7 @@ def wait_running(sim: Any, vm_name: str, timeout: float, poll: float = 0.005) ->
 
 def one_sample(worker_conf: Any, sim: Any, notifier: Any, index: int,
                instance_uuid: str, scale: float) -> dict[str, Any]:
-    event_type, payload, nova_request_id = demo.versioned_event(
+    event_type, payload, nova_request_id = demo_loop.versioned_event(
         SAMPLE, instance_uuid, HOST, harness.IMAGE)
     request = nova.parse({"event_type": event_type, "payload": payload},
                          {"request_id": nova_request_id})
@@ -89,7 +91,7 @@ def run(ctx: harness.Context) -> dict[str, Any]:
         with harness.quiet():
             worker = Worker(conf)
             worker.start()
-            notifier = demo.nova_notifier(conf, f"nova-compute:{HOST}", conf.nova.topics[0])
+            notifier = demo_loop.nova_notifier(conf, f"nova-compute:{HOST}", conf.nova.topics[0])
             try:
                 one_sample(conf, sim, notifier, samples, uuids[samples], scale)  # warm-up
                 rows = [one_sample(conf, sim, notifier, index, uuids[index], scale)

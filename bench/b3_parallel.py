@@ -49,10 +49,10 @@ import kombu
 
 from bench import harness
 from bench.b1_overhead import StraightLine
-from rescue_flow import messaging, protocol
-from rescue_flow.client import results_queue
+from rescue_flow.messaging import bus, protocol
+from rescue_flow.messaging.client import results_queue
 from rescue_flow.requests import Request
-from rescue_flow.worker import Worker
+from rescue_flow.service.worker import Worker
 
 GOAL = 1.15
 PROFILE = "wmi"  # rescue_flow/simhost/wmi-profile.json
@@ -79,8 +79,8 @@ class Results:
         self.connection.release()
 
     def _on_message(self, body: Any, message: Any) -> None:
-        notification = messaging.unwrap(body)
-        if notification.get("event_type") == messaging.STEP_EVENT:
+        notification = bus.unwrap(body)
+        if notification.get("event_type") == bus.STEP_EVENT:
             return
         payload = notification["payload"]
         self.seen[payload["request_id"]] = time.perf_counter()
@@ -183,8 +183,8 @@ def scenario(ctx: harness.Context, name: str, hosts: int, per_host: int,
     # after every other host's.
     requests = [request for turn in zip(*per_host_requests, strict=True)
                 for request in turn]
-    transport = messaging.rescue_transport(confs[0])
-    router = protocol.Router(messaging.Publisher(transport, confs[0].worker.exchange,
+    transport = bus.rescue_transport(confs[0])
+    router = protocol.Router(bus.Publisher(transport, confs[0].worker.exchange,
                                                  "rescue-flow:bench"),
                              confs[0].worker.requests_topic)
     try:

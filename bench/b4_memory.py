@@ -1,7 +1,7 @@
 """B4: does the worker's memory grow with the flows it has run?
 
 A child process (so nothing of the benchmark runner is counted) builds the
-runner exactly as :class:`rescue_flow.worker.Worker` does
+runner exactly as :class:`rescue_flow.service.worker.Worker` does
 (``FlowRunner.from_conf(conf, hyperv.get_host(conf), History.from_conf(conf))``,
 durable SQLite history) on a zero-latency simulated host, and handles
 rescue and unrescue requests in turn through it (the worker's runner, not
@@ -38,9 +38,9 @@ INSTANCES = 4
 
 def child(folder: str, checkpoints: list[int]) -> None:
     from rescue_flow import hyperv
+    from rescue_flow.engine.runner import FlowRunner
     from rescue_flow.persistence.history import History
     from rescue_flow.requests import Request
-    from rescue_flow.runner import FlowRunner
 
     conf = harness.make_conf(folder)
     _sim, uuids = harness.seed_host(conf, INSTANCES)

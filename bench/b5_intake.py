@@ -1,13 +1,13 @@
 """B5: how fast the worker takes requests in, against a bare listener.
 
 Both consume the same durable queue on the same RabbitMQ with the same
-transport settings (``messaging.rescue_transport``); N request messages are
+transport settings (``bus.rescue_transport``); N request messages are
 put in the queue first, then the consumer starts, and its rate is counted
 from its first message to its N-th:
 
 - ``bare``: an oslo.messaging notification listener (default threading
   executor) whose endpoint counts each message and returns HANDLED (ack);
-- ``worker``: a real :class:`rescue_flow.worker.Worker` (OrderedListener,
+- ``worker``: a real :class:`rescue_flow.service.worker.Worker` (OrderedListener,
   RequestIntake, FlowQueue), whose intake records each request in the
   history (an fsynced SQLite insert) before the message may be acked. Its
   runner is a no-op: every flow finishes at once (recorded as finished,
@@ -27,11 +27,11 @@ from typing import Any
 import oslo_messaging
 
 from bench import harness
-from rescue_flow import messaging, protocol
+from rescue_flow.messaging import bus, protocol
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence.history import History
 from rescue_flow.requests import Request
-from rescue_flow.worker import Worker
+from rescue_flow.service.worker import Worker
 
 GOAL = 0.5
 GOAL_TEXT = f"worker intake rate / bare listener rate (median of rounds) >= {GOAL}"
@@ -98,7 +98,7 @@ def fill_queue(router: protocol.Router, count: int) -> None:
 
 def run_bare(conf: Any, count: int, timeout: float) -> float:
     counter = Counter(count)
-    transport = messaging.rescue_transport(conf)
+    transport = bus.rescue_transport(conf)
     target = oslo_messaging.Target(
         exchange=conf.worker.exchange,
         topic=protocol.request_topic(conf.worker.requests_topic, HOST))
@@ -147,8 +147,8 @@ def run(ctx: harness.Context) -> dict[str, Any]:
                                  url=ctx.rabbit_url, names=names,
                                  nova={"enabled": False},
                                  worker={"max_concurrent_flows": concurrency})
-        transport = messaging.rescue_transport(conf)
-        router = protocol.Router(messaging.Publisher(transport, conf.worker.exchange,
+        transport = bus.rescue_transport(conf)
+        router = protocol.Router(bus.Publisher(transport, conf.worker.exchange,
                                                      "rescue-flow:bench"),
                                  conf.worker.requests_topic)
         rates: dict[str, list[float]] = {"bare": [], "worker": []}

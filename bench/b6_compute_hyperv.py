@@ -36,9 +36,9 @@ from typing import Any
 
 from bench import harness
 from rescue_flow import hyperv
+from rescue_flow.engine.runner import FlowRunner
 from rescue_flow.persistence.history import History
 from rescue_flow.requests import Request
-from rescue_flow.runner import FlowRunner
 from rescue_flow.simhost import SimulatedHost
 from rescue_flow.simhost.host import read_methods
 

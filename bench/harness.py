@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any
 
-from rescue_flow import config, messaging
+from rescue_flow import config
+from rescue_flow.messaging import bus
 from rescue_flow.simhost import SimulatedHost
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,7 +127,7 @@ def make_conf(folder: str, host: str = "hv-bench", url: str | None = None,
     for group, values in groups.items():
         overrides.setdefault(group, {}).update(values)
     conf = config.make_conf(overrides=overrides)
-    messaging.register_opts(conf)
+    bus.register_opts(conf)
     if url is not None:
         conf.set_override("transport_url", url)
     return conf

@@ -4,7 +4,7 @@ Each command module exposes ``register(subparsers)``, which adds its parsers
 and sets ``func`` to a callable ``func(conf, args) -> int``. Options common to
 every command (``--config-file``, ``--debug``, before or after the command)
 are parsed here and handed to oslo.config, and every value is checked
-(:func:`rescue_flow.checks.config_problems`) before the command runs, so each
+(:func:`rescue_flow.service.health.config_problems`) before the command runs, so each
 command receives a fully registered, valid conf object. Whatever goes wrong
 ends through :mod:`rescue_flow.commands.errors`: one line and an exit code.
 """
@@ -25,8 +25,10 @@ from typing import Any
 # deprecated; operators cannot act on that, so it must not greet every command.
 warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
 
-from rescue_flow import checks, config, logs  # noqa: E402 - after the warnings filter
+from rescue_flow import config  # noqa: E402 - after the warnings filter
 from rescue_flow.commands import errors  # noqa: E402
+from rescue_flow.engine import logs  # noqa: E402
+from rescue_flow.service import health  # noqa: E402
 
 # Modules that add subcommands, in the order ``--help`` lists them.
 _COMMAND_MODULES = (
@@ -114,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         conf = _load_conf(conf_args)
         checking = args.command == "worker" and getattr(args, "check", False)
         if not checking:  # --check names every problem among its own lines
-            problems = checks.config_problems(conf)
+            problems = health.config_problems(conf)
             if problems:
                 where = f" in {', '.join(files)}" if files else ""
                 raise errors.ConfigInvalid(

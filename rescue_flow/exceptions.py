@@ -96,17 +96,9 @@ class HyperVObjectNotFound(PermanentHyperVError):
     """A VM, disk, NIC or switch that the operation names does not exist."""
 
 
-class ShutdownTimedOut(RescueFlowError):
-    """The guest did not shut down within the soft shutdown timeout."""
-
-
 class DeadlineExceeded(RescueFlowError):
     """The caller's deadline passed before this step could start: the flow
     reverts instead, so the caller (Nova's driver) and the host agree."""
-
-
-class RevertFailed(RescueFlowError):
-    """Undoing a failed step failed too: the host needs an operator."""
 
 
 class QuarantineFileCorrupt(RescueFlowError):

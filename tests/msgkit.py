@@ -21,9 +21,11 @@ from typing import Any
 import kombu
 from oslo_context.context import RequestContext
 
-from rescue_flow import config, demo, messaging
-from rescue_flow.client import results_queue
-from rescue_flow.demo import nova_notifier
+from rescue_flow import config
+from rescue_flow.commands import demo_loop
+from rescue_flow.commands.demo_loop import nova_notifier
+from rescue_flow.messaging import bus
+from rescue_flow.messaging.client import results_queue
 from rescue_flow.simhost import SimulatedHost
 
 SAMPLES = Path(__file__).parent / "fixtures" / "nova_samples"
@@ -73,12 +75,12 @@ def versioned_event(name: str, instance_uuid: str, host: str, image_id: str | No
     """(event type, payload, Nova request id) from a real sample, rewritten;
     ``generation`` "pre_shares_2024.1" picks the Hyper-V era's payloads."""
     notification = load_sample(SAMPLES / generation / "resolved" / name)
-    return demo.rewrite_versioned(notification, instance_uuid, host, image_id)
+    return demo_loop.rewrite_versioned(notification, instance_uuid, host, image_id)
 
 
 def legacy_event(action: str, instance_uuid: str, host: str,
                  image_id: str) -> tuple[str, dict[str, Any], str]:
-    from rescue_flow.demo import legacy_event as build
+    from rescue_flow.commands.demo_loop import legacy_event as build
 
     return build(action, instance_uuid, host, image_id)
 
@@ -105,7 +107,7 @@ def make_conf(folder: str, host: str, url: str, names: str, **groups: dict[str, 
     for group, values in groups.items():
         overrides.setdefault(group, {}).update(values)
     conf = config.make_conf(overrides=overrides)
-    messaging.register_opts(conf)
+    bus.register_opts(conf)
     conf.set_override("transport_url", url)
     return conf
 
@@ -160,12 +162,12 @@ class ResultLog:
 
     def _on_message(self, body: Any, message: Any) -> None:
         with self._lock:
-            self.messages.append(messaging.unwrap(body))
+            self.messages.append(bus.unwrap(body))
 
     def results(self) -> list[dict[str, Any]]:
         """End and error notifications (not steps), oldest first."""
         with self._lock:
-            return [m for m in self.messages if m["event_type"] != messaging.STEP_EVENT]
+            return [m for m in self.messages if m["event_type"] != bus.STEP_EVENT]
 
     def wait_for(self, done: Callable[[ResultLog], bool], timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -231,7 +233,7 @@ def drain_queue(amqp_url: str, queue: str) -> list[dict[str, Any]]:
             message = channel.basic_get(queue, no_ack=True)
             if message is None:
                 return taken
-            taken.append(messaging.unwrap(message.body))
+            taken.append(bus.unwrap(message.body))
 
 
 class UnwritableHistory:

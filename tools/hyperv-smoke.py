@@ -218,7 +218,7 @@ class Smoke:
 
     def remove_created(self) -> None:
         from rescue_flow import layout
-        from rescue_flow.quarantine import QuarantineList
+        from rescue_flow.engine.quarantine import QuarantineList
 
         host, created = self.host, self.created
         if created.vm is None and created.folder is None:
@@ -331,7 +331,7 @@ class Smoke:
         folder: removed after use, and waited for across processes."""
         import subprocess
 
-        from rescue_flow import locks
+        from rescue_flow.engine import locks
 
         say("\nLock files in the state folder:")
         folder = os.path.join(self.conf.state_path, "smoke-files")
@@ -342,7 +342,7 @@ class Smoke:
         self.check(not os.path.exists(os.path.join(lock_dir, probe + ".lock")),
                    "an instance lock file is removed after use")
         holder = subprocess.Popen([sys.executable, "-c", (
-            "import sys, time; from rescue_flow import locks\n"
+            "import sys, time; from rescue_flow.engine import locks\n"
             "with locks.file_lock(sys.argv[1]):\n"
             "    print('held', flush=True); time.sleep(1.5)"), os.path.join(folder, "x.lock")],
             stdout=subprocess.PIPE, text=True)
@@ -356,9 +356,10 @@ class Smoke:
                    f"({waited:.2f}s)")
 
     def run(self) -> int:
-        from rescue_flow import layout, observe, records
+        from rescue_flow import layout, records
+        from rescue_flow.engine.runner import FlowRunner
         from rescue_flow.outcome import Outcome
-        from rescue_flow.runner import FlowRunner
+        from rescue_flow.tasks import observe
 
         host = self.host
         try:

@@ -7,7 +7,7 @@ worker fail at random; every request must end once, with no false quarantine.
 
 A simulated host with ``--instances`` instances, a SQLite history, and a
 "worker" child process that runs the requests in order, per instance, four
-instances at a time (rescue_flow.scheduler.KeyedScheduler over FlowRunner, as
+instances at a time (rescue_flow.engine.scheduler.KeyedScheduler over FlowRunner, as
 the worker's FlowQueue does), each request delivered to it again after a kill
 (at-least-once, as the broker does). Meanwhile this process, at random
 moments, does one of:
@@ -91,11 +91,11 @@ def child(workdir: str, plan_file: str) -> int:
     import sqlalchemy as sa
 
     from rescue_flow import exceptions, hyperv
+    from rescue_flow.engine.runner import FlowRunner
+    from rescue_flow.engine.scheduler import KeyedScheduler
     from rescue_flow.persistence import schema
     from rescue_flow.persistence.history import History
     from rescue_flow.requests import Request
-    from rescue_flow.runner import FlowRunner
-    from rescue_flow.scheduler import KeyedScheduler
 
     conf = _conf(workdir)
     flag = os.path.join(workdir, "disk-full")
@@ -250,10 +250,11 @@ def _size(path: str) -> int:
 
 
 def check(workdir: str, uuids: list[str], plan: list[dict], figures: dict) -> dict:
-    from rescue_flow import hyperv, observe
+    from rescue_flow import hyperv
+    from rescue_flow.engine.quarantine import QuarantineList
     from rescue_flow.persistence import schema
     from rescue_flow.persistence.history import History
-    from rescue_flow.quarantine import QuarantineList
+    from rescue_flow.tasks import observe
 
     conf = _conf(workdir)
     history = History.from_conf(conf)

@@ -16,10 +16,11 @@ import json
 import sys
 from typing import Any
 
-from rescue_flow import exceptions, messaging, requests
-from rescue_flow.client import Client, WaitTimedOut, WatchLost, new_request_id
+from rescue_flow import exceptions, requests
 from rescue_flow.commands.errors import EXIT_BAD_INPUT, EXIT_NO_RESULT
 from rescue_flow.commands.run import exit_code, print_result, print_step
+from rescue_flow.messaging import bus
+from rescue_flow.messaging.client import Client, WaitTimedOut, WatchLost, new_request_id
 
 _HOST_HELP = ("the instance's Hyper-V host, as Nova names it (default: [DEFAULT] host "
               "from the config file); the client cannot look up where an instance "
@@ -68,7 +69,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def rescue_command(conf: Any, args: argparse.Namespace) -> int:
     prog = f"rescue-flow {args.action}"
     try:
-        host = messaging.check_host_name(args.host or conf.host)
+        host = bus.check_host_name(args.host or conf.host)
         request = requests.Request(
             action=args.action, instance_uuid=args.instance_uuid, image_id=args.image_id,
             request_id=new_request_id(), host=host, source="client")

@@ -10,7 +10,7 @@ import argparse
 import logging
 from typing import Any
 
-from rescue_flow import demo
+from rescue_flow.commands import demo_loop
 
 
 def register(subparsers: Any) -> None:
@@ -29,4 +29,4 @@ def demo_command(conf: Any, args: argparse.Namespace) -> int:
     # The demo prints what matters; the worker's log lines go only to --debug.
     logging.basicConfig(level=logging.DEBUG if conf.debug else logging.CRITICAL,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
-    return demo.run(folder=args.keep)
+    return demo_loop.run(folder=args.keep)

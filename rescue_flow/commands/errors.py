@@ -187,8 +187,8 @@ def ready(conf: Any, host: bool = True) -> None:
     """Read what a command is about to change, before it changes anything:
     the quarantine list, the simulated host (with ``host``) and the
     history; raise what is wrong with them."""
+    from rescue_flow.engine.quarantine import QuarantineList
     from rescue_flow.persistence.history import History
-    from rescue_flow.quarantine import QuarantineList
     from rescue_flow.simhost.store import StateStore
 
     if host and conf.hyperv.driver == "oswin" and sys.platform != "win32":

@@ -9,6 +9,8 @@ import sys
 from typing import Any
 
 from rescue_flow import exceptions, requests
+from rescue_flow.engine import states
+from rescue_flow.persistence import schema
 from rescue_flow.persistence.history import History, RequestRecord
 
 
@@ -16,8 +18,8 @@ def register(subparsers: Any) -> None:
     status = subparsers.add_parser(
         "status", help="recent requests, their outcome and each step's state",
         description="Show the most recent requests in the history, newest first, "
-        "each with its outcome (or its state while it runs), its reason and every "
-        "step's state.")
+        "each with its outcome (or its state while it runs), its reason, the "
+        "instance's state after it (or while its flow runs) and every step's state.")
     status.add_argument("instance_uuid", nargs="?", metavar="UUID",
                         help="only the requests for this instance")
     status.add_argument("--limit", type=_at_least_one, default=20, metavar="N",
@@ -63,6 +65,18 @@ def _days(value: str) -> float:
     return days
 
 
+def _instance_state(history: History, record: RequestRecord) -> str | None:
+    """The instance's state in the state machine: where the request left it
+    (recorded with its end), or the state its flow runs in; None while it
+    waits, or for a request recorded before states were."""
+    if record.result is not None:
+        return (record.result or {}).get("instance_state")
+    if record.state != schema.RUNNING:
+        return None
+    last = history.last_flow(record)
+    return states.FLOW_STATES.get(last[1].meta.get("kind")) if last else None
+
+
 def _describe(history: History, record: RequestRecord) -> dict[str, Any]:
     durations = (record.result or {}).get("step_durations", {})
     return {
@@ -72,6 +86,7 @@ def _describe(history: History, record: RequestRecord) -> dict[str, Any]:
         "source": record.request.source,
         "nova_request_id": record.request.nova_request_id,
         "state": record.state,
+        "instance_state": _instance_state(history, record),
         "outcome": record.outcome,
         "reason": (record.result or {}).get("reason"),
         "received_at": record.received_at.isoformat() + "Z",
@@ -104,6 +119,8 @@ def status_command(conf: Any, args: argparse.Namespace) -> int:
               f"{outcome}  ({item['source']}, {item['request_id']})")
         if item["reason"]:
             print(f"    {item['reason']}")
+        if item["instance_state"]:
+            print(f"    instance: {item['instance_state']}")
         for step in item["steps"]:
             took = f"  {step['seconds']:.2f}s" if step["seconds"] is not None else ""
             print(f"    {step['flow']:<9} {step['step']:<28} {step['state']}{took}")

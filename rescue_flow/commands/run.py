@@ -27,10 +27,10 @@ from rescue_flow.commands.errors import (
     EXIT_OK,
     EXIT_QUARANTINED,
 )
+from rescue_flow.engine.progress import StepEvent
+from rescue_flow.engine.quarantine import QuarantineList
+from rescue_flow.engine.runner import FlowRunner
 from rescue_flow.outcome import Outcome, Result
-from rescue_flow.progress import StepEvent
-from rescue_flow.quarantine import QuarantineList
-from rescue_flow.runner import FlowRunner
 
 _UUID_HELP = "the instance's uuid, as Nova shows it"
 _EXIT_CODES = ("Exit codes: 0 done or nothing to do, 1 failed and rolled back, or refused, "

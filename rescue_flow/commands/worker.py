@@ -16,7 +16,7 @@ signal.
 ``--check`` starts nothing: it checks the config, the brokers, the state
 folder, the history database, the Hyper-V host and the metrics port, prints
 one line each, and exits 1 if any failed, 2 if the config did
-(:mod:`rescue_flow.checks`).
+(:mod:`rescue_flow.service.health`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import signal
 import threading
 from typing import Any
 
-from rescue_flow import checks
 from rescue_flow.commands import errors
-from rescue_flow.worker import Worker
+from rescue_flow.service import health
+from rescue_flow.service.worker import Worker
 
 LOG = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _stop_signals() -> list[int]:
 
 def worker_command(conf: Any, args: argparse.Namespace) -> int:
     if args.check:
-        return checks.run(conf)
+        return health.run(conf)
     try:
         errors.ready(conf)
     except Exception as exc:

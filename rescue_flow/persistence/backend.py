@@ -1,9 +1,9 @@
 """TaskFlow's SQLAlchemy persistence, made fast and flat.
 
 TaskFlow's stock backend builds a new ``MetaData`` and table set on every
-``get_connection()`` and uses ``NullPool`` on SQLite: ~30 storage
-transactions per flow then cost 140-230 ms, and with SQLAlchemy 2.1 the
-rebuilt table sets leak megabytes per flow (see FACTS.md; requirements pin
+``get_connection()`` and uses ``NullPool`` on SQLite, so each of a flow's
+storage transactions pays for both, and with SQLAlchemy 2.1 the rebuilt
+table sets leak megabytes per flow (see FACTS.md; requirements pin
 SQLAlchemy below 2.1). Here one ``Connection`` (one table set) is built per
 backend and reused, the engine pools its connections, and SQLite runs in WAL
 mode with ``synchronous=NORMAL``: a step's state survives a killed process,
@@ -13,19 +13,17 @@ TaskFlow also rewrites every column of a step on each save, and every step of
 a flow on each flow state change, building a fresh statement each time
 (SQLAlchemy then spends longer on cache keys than SQLite on the write).
 :class:`FastConnection` writes only the columns that changed, with
-statements built once: a durable cycle (rescue + unrescue) on the
-simulated host went from 2.2x to 1.6x the in-memory engine (bench B1,
-docs/benchmarks.md).
+statements built once (what that saved: bench B1 in docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import collections
 import copy
 import os
 import threading
 from typing import Any
 
+import cachetools
 import sqlalchemy as sa
 from sqlalchemy import pool as sa_pool
 from taskflow import exceptions as tf_exc
@@ -58,8 +56,7 @@ def create_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> sa.en
         # One connection: SQLite takes one writer at a time, and a writer
         # that finds the file locked sleeps in SQLite's busy handler (1, 2,
         # 5, 10 ... ms), while one waiting for the pool wakes the moment the
-        # connection is back. With 8 + 32 connections the worker's intake
-        # recorded 290 requests/s, with one 700 (bench B5).
+        # connection is back (bench B5 in docs/benchmarks.md).
         engine = sa.create_engine(url, poolclass=sa_pool.QueuePool, pool_size=1,
                                   max_overflow=0,
                                   connect_args={"check_same_thread": False,
@@ -103,8 +100,8 @@ class FastConnection(impl_sqlalchemy.Connection):
         self._atom_update = atoms.update().where(atoms.c.uuid == sa.bindparam("_uuid"))
         self._flow_update = flows.update().where(flows.c.uuid == sa.bindparam("_uuid"))
         # TaskFlow builds ``insert(table).values(**row)`` for every row; the
-        # same INSERT, given the row as parameters, is built once (a flow's
-        # ~10 steps are inserted as it starts: 4.5 ms of its CPU; bench B1).
+        # same INSERT, given the row as parameters, is built once: a flow's
+        # steps are all inserted as it starts (bench B1, docs/benchmarks.md).
         self._atom_insert = atoms.insert()
         self._flow_insert = flows.insert()
 
@@ -156,14 +153,13 @@ class RememberingConnection(FastConnection):
     process resumes flows only at its start, before it remembers anything.
     A row that is gone (purged) falls back to TaskFlow's read, which raises
     NotFound. At most ``size`` rows are remembered: enough for the rows of
-    ~80 flows in flight; more only costs TaskFlow's read again (bench B4:
-    4,096 added 2 MiB to the worker for nothing).
+    the flows in flight; more only costs memory for nothing, fewer only
+    TaskFlow's read again (bench B4, docs/benchmarks.md).
     """
 
     def __init__(self, backend: Any, upgrade_lock: Any, size: int = 1024,
                  retry: Retry | None = None) -> None:
         super().__init__(backend, upgrade_lock)
-        self._size = size
         # TaskFlow's saves during a flow, retried on storage errors for a
         # bounded time (persistence/retrying.py); instance attributes, so
         # that the retried save calls the plain one (and TaskFlow's own
@@ -171,27 +167,24 @@ class RememberingConnection(FastConnection):
         retry = retry or Retry(DEFAULT_RETRY_TIMEOUT)
         self.update_atom_details = retry(self.update_atom_details)  # type: ignore[method-assign]
         self.update_flow_details = retry(self.update_flow_details)  # type: ignore[method-assign]
-        self._known: collections.OrderedDict[str, dict[str, Any]] = \
-            collections.OrderedDict()
+        self._known: cachetools.LRUCache[str, dict[str, Any]] = \
+            cachetools.LRUCache(maxsize=size)
         self._known_lock = threading.Lock()
 
     def _remember(self, uuid: str, values: dict[str, Any],
                   before: dict[str, Any] | None = None,
                   changed: dict[str, Any] | None = None) -> None:
         # A copy, since TaskFlow changes its objects in place. After a save
-        # of a remembered row only the changed columns are copied: copying
-        # whole rows (results and all) on each of a flow's ~70 saves cost
-        # 1.4 ms of its CPU (bench B1). The remembered values are never
-        # changed, so the new row can share the unchanged ones.
+        # of a remembered row only the changed columns are copied: a flow
+        # saves its rows dozens of times, results and all (bench B1,
+        # docs/benchmarks.md). The remembered values are never changed, so
+        # the new row can share the unchanged ones.
         if before is None or changed is None:
             values = copy.deepcopy(values)
         else:
             values = {**before, **copy.deepcopy(changed)}
         with self._known_lock:
             self._known[uuid] = values
-            self._known.move_to_end(uuid)
-            while len(self._known) > self._size:
-                self._known.popitem(last=False)
 
     def _recall(self, uuid: str) -> dict[str, Any] | None:
         with self._known_lock:
@@ -236,8 +229,8 @@ class RememberingConnection(FastConnection):
         after = atom_detail.to_dict()
         if _only_progress_changed(before, after):
             # TaskFlow saves a step's progress on its own as the step starts
-            # (0.0) and ends (1.0): 17 of a rescue's ~40 transactions, ~7 % of
-            # a flow's CPU (bench B3). Nothing reads it back. It is written
+            # (0.0) and ends (1.0): many of a flow's transactions, for
+            # nothing (bench B3, docs/benchmarks.md). Nothing reads it back. It is written
             # with the step's next save or the flow's (a flow state change
             # saves its steps' changed columns, and every flow ends with one),
             # measured against what is stored, which is what is remembered
@@ -273,8 +266,8 @@ class RememberingConnection(FastConnection):
                         # A step it has not seen is a new one (TaskFlow gives each
                         # a fresh uuid), saved as the flow starts: inserted as
                         # TaskFlow would, without reading the flow and its steps
-                        # back first (2.6 ms a flow; bench B1). Remembered below,
-                        # once committed.
+                        # back first (bench B1, docs/benchmarks.md). Remembered
+                        # below, once committed.
                         FastConnection._insert_atom_details(self, conn, detail,
                                                             flow_detail.uuid)
                         changes.append(None)

@@ -6,9 +6,10 @@ updates that follow may lose their last moments on a power cut (never on a
 killed process), and a resumed flow re-runs that step, idempotently.
 Accepts commit in groups: those that arrive while one is being written
 wait, and the next writer records them all in one fsynced transaction;
-each returns only once its own row is durable. One fsync per request let
-the worker take 310 requests/s where a bare listener takes 1,160 (bench
-B5); SQLite writers queue behind each other's fsync, in its busy handler.
+each returns only once its own row is durable. With one fsync per request,
+SQLite writers queued behind each other's fsync in its busy handler, and
+the worker took requests in at a fraction of a bare listener's rate (bench
+B5 in docs/benchmarks.md).
 
 Each request gets a TaskFlow logbook; each flow run for it (a clean-up, then
 the rescue, say) a flow detail in that book, which is what a resume loads.
@@ -45,8 +46,8 @@ _table = schema.requests_table
 _atomdetails = sa.table("atomdetails", sa.column("uuid"), sa.column("parent_uuid"),
                         sa.column("created_at"))
 _LAST = datetime.datetime.max
-# Built once: building them per call cost more than SQLite's write (bench B5;
-# reading a request and marking it running, once a flow each: 0.2 ms each, B1).
+# Built once: building them per call cost more than SQLite's write (benches
+# B5 and B1, docs/benchmarks.md).
 _UPDATE = _table.update().where(_table.c.request_id == sa.bindparam("_request_id"))
 _GET = _table.select().where(_table.c.request_id == sa.bindparam("_request_id"))
 _KNOWN = sa.select(_table.c.request_id).where(
@@ -55,7 +56,8 @@ _INSERT = _table.insert()
 _PING = schema.markers_table.update().where(sa.false()).values(value=None)
 # TaskFlow indexes neither parent_uuid column, yet reads a flow's steps by
 # parent_uuid on every flow state change: each flow scanned every step ever
-# recorded (bench B1h: 2.2x the per-flow cost at 10,000 flows than at 100).
+# recorded, so flows grew slower as the history grew (bench B1h,
+# docs/benchmarks.md).
 _PARENT_INDEXES = (("flowdetails", "rescue_flow_flowdetails_parent_idx"),
                    ("atomdetails", "rescue_flow_atomdetails_parent_idx"))
 
@@ -300,13 +302,19 @@ class History:
             book = connection.get_logbook(record.book_uuid)
         return book, _started(book)
 
-    def finish(self, result: Result, quarantine_reason: str | None = None) -> None:
+    def finish(self, result: Result, quarantine_reason: str | None = None,
+               instance_state: str | None = None) -> None:
         """Record the request's end; with a reason, quarantine its instance in
-        the same transaction (a revert failed)."""
+        the same transaction (a revert failed). ``instance_state`` (the state
+        machine's state after the request) is kept beside the result, for
+        ``rescue-flow status``; Result.from_dict ignores it."""
+        stored = result.to_dict()
+        if instance_state is not None:
+            stored["instance_state"] = instance_state
         with self.engine.begin() as connection:
             connection.execute(_UPDATE, {
                 "_request_id": result.request_id, "state": schema.FINISHED,
-                "outcome": result.outcome.value, "result": json.dumps(result.to_dict()),
+                "outcome": result.outcome.value, "result": json.dumps(stored),
                 "finished_at": utcnow()})
             if quarantine_reason is not None:
                 quarantine.record(connection, result.instance_uuid, result.host,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from rescue_flow import exceptions, layout, observe, records
+from rescue_flow import exceptions, layout, records
+from rescue_flow.tasks import observe
 from rescue_flow.tasks.base import HostTask, config
-from rescue_flow.validation import validate_rescue
+from rescue_flow.tasks.validation import validate_rescue
 
 
 class ValidateRescue(HostTask):

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from rescue_flow import layout, nova, protocol, records, requests
-from rescue_flow.driver_presence import DriverHello
+from rescue_flow import layout, records, requests
+from rescue_flow.engine.progress import StepEvent
+from rescue_flow.messaging import nova, protocol
 from rescue_flow.outcome import Outcome, Result
-from rescue_flow.progress import StepEvent
+from rescue_flow.service.driver_presence import DriverHello
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "docs" / "protocol-examples"
 NOVA_SAMPLES = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "nova_samples"

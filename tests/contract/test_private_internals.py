@@ -32,22 +32,23 @@ def _source(function: Callable[..., Any]) -> str:
 # (library internal, who relies on it, check)
 INTERNALS: list[tuple[str, str, Callable[[], bool]]] = [
     ("oslo.messaging Transport._send_notification(target, ctxt, message, version, retry)",
-     "rescue_flow/messaging.py Publisher.send (Notifier.info would swallow errors)",
+     "rescue_flow/messaging/bus.py Publisher.send (Notifier.info would swallow errors)",
      lambda: _params(om_transport.Transport._send_notification)[1:6] ==
      ["target", "ctxt", "message", "version", "retry"]),
     ("oslo.messaging NotificationServer._create_listener() and "
      "MessageHandlingServer._on_incoming(incoming)",
-     "rescue_flow/consumer.py OrderedListener (per-instance order, late acks)",
+     "rescue_flow/messaging/ordered_listener.py OrderedListener (per-instance order, late acks)",
      lambda: _params(om_listener.NotificationServer._create_listener) == ["self"] and
      _params(om_listener.NotificationServer._on_incoming) == ["self", "incoming"]),
     ("oslo.messaging NotificationDispatcher(endpoints, serializer)",
-     "rescue_flow/consumer.py OrderedListener",
+     "rescue_flow/messaging/ordered_listener.py OrderedListener",
      lambda: _params(om_dispatcher.NotificationDispatcher.__init__)[1:] ==
      ["endpoints", "serializer"]),
     ("oslo.messaging rabbit driver (Notification)AMQPIncomingMessage"
      "._message_operations_handler"
      ".do(task), and acks through the kombu message (message.message.acknowledge)",
-     "rescue_flow/consumer.py _Settlements (acks skipping the driver's 16-id cache)",
+     "rescue_flow/messaging/ordered_listener.py _Settlements "
+     "(acks skipping the driver's 16-id cache)",
      lambda: "self._message_operations_handler = message_operations_handler" in
      _source(amqpdriver.AMQPIncomingMessage.__init__) and
      _params(amqpdriver.MessageOperationsHandler.do) == ["self", "task"] and
@@ -86,7 +87,7 @@ INTERNALS: list[tuple[str, str, Callable[[], bool]]] = [
      "rescue_flow/persistence/retrying.py storage_unavailable",
      lambda: "self._causes" in _source(tf_exc.WrappedFailure.__init__)),
     ("oslo.context _request_store: a threading.local holding 'context'",
-     "rescue_flow/logs.py _clear_context (no public call removes the context)",
+     "rescue_flow/engine/logs.py _clear_context (no public call removes the context)",
      lambda: isinstance(oslo_context._request_store, threading.local) and
      "_request_store.context = self" in _source(oslo_context.RequestContext.update_store)),
 ]

@@ -9,10 +9,10 @@ import uuid
 from typing import Any
 
 from rescue_flow import config, hyperv
+from rescue_flow.engine.runner import FlowRunner
 from rescue_flow.outcome import Outcome
 from rescue_flow.persistence.history import History
 from rescue_flow.requests import Request
-from rescue_flow.runner import FlowRunner
 from rescue_flow.simhost import SimulatedHost
 
 GEN1_IMAGE = "11111111-1111-4111-8111-111111111111"

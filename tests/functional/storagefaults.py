@@ -13,8 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from rescue_flow import hyperv
+from rescue_flow.engine.runner import FlowRunner
 from rescue_flow.persistence.history import History
-from rescue_flow.runner import FlowRunner
 
 # Short enough for tests: a write waits 0.1 s for SQLite's lock, and storage
 # errors are retried for 1.5 s before the request is left for a resume.

@@ -14,7 +14,7 @@ import pytest
 from msgkit import GEN1_IMAGE, client_config_file, make_conf, seed_host
 
 from rescue_flow import cli
-from rescue_flow.worker import Worker
+from rescue_flow.service.worker import Worker
 
 MEMORY = "kombu+memory:////"
 HOST = "hv-json-1"

@@ -20,9 +20,9 @@ import pytest
 from simsite import Bench
 
 from rescue_flow import hyperv, requests
+from rescue_flow.engine.runner import FlowRunner
 from rescue_flow.outcome import Outcome
 from rescue_flow.persistence.history import History
-from rescue_flow.runner import FlowRunner
 from rescue_flow.simhost import SimulatedHost
 
 MUTATING = {"set_vm_state", "soft_shutdown_vm", "create_differencing_vhd", "create_vm",

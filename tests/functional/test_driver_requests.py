@@ -21,12 +21,12 @@ from msgkit import (
 from simsite import GEN2_IMAGE, GEN2_UUID, new_request_id
 
 from rescue_flow import requests
-from rescue_flow.client import Client
-from rescue_flow.driver_presence import DriverHello, DriverPresence
+from rescue_flow.messaging.client import Client
 from rescue_flow.outcome import Outcome
 from rescue_flow.persistence.history import History
 from rescue_flow.requests import Request
-from rescue_flow.worker import Worker
+from rescue_flow.service.driver_presence import DriverHello, DriverPresence
+from rescue_flow.service.worker import Worker
 
 MEMORY = "kombu+memory:////"
 HOST = "hv-driver-1"

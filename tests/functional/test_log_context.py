@@ -29,8 +29,9 @@ from oslo_context import context as oslo_context
 from oslo_log import formatters
 from simsite import GEN1_UUID, make_site
 
-from rescue_flow import cli, logs
-from rescue_flow.worker import Worker
+from rescue_flow import cli
+from rescue_flow.engine import logs
+from rescue_flow.service.worker import Worker
 
 MEMORY = "kombu+memory:////"
 HOST = "hv-logs-1"

@@ -29,12 +29,14 @@ from msgkit import (
     versioned_event,
 )
 
-from rescue_flow import cli, consumer, demo, messaging
-from rescue_flow.client import Client
+from rescue_flow import cli
+from rescue_flow.commands import demo_loop
+from rescue_flow.messaging import bus, ordered_listener
+from rescue_flow.messaging.client import Client
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence.history import History
 from rescue_flow.requests import Request
-from rescue_flow.worker import Worker
+from rescue_flow.service.worker import Worker
 
 MEMORY = "kombu+memory:////"
 HOST = "hv-func-1"
@@ -149,7 +151,7 @@ def test_requests_for_one_instance_run_in_arrival_order(conf, results, running) 
 
 def test_the_listener_hands_over_one_instances_messages_one_at_a_time_in_arrival_order(
         conf) -> None:
-    transport = messaging.rescue_transport(conf)
+    transport = bus.rescue_transport(conf)
     first_running = threading.Event()
     release = threading.Event()
     seen: list[str] = []
@@ -161,13 +163,13 @@ def test_the_listener_hands_over_one_instances_messages_one_at_a_time_in_arrival
             first_running.set()
             assert release.wait(TIMEOUT)
         seen.append(f"{name} end")
-        return messaging.HANDLED
+        return bus.HANDLED
 
     target = oslo_messaging.Target(exchange=conf.worker.exchange, topic="ordered")
-    listener = consumer.OrderedListener(
+    listener = ordered_listener.OrderedListener(
         transport, [target], handler, lambda m: m["payload"]["key"], max_workers=4)
     listener.start()
-    publisher = messaging.Publisher(transport, conf.worker.exchange, "test")
+    publisher = bus.Publisher(transport, conf.worker.exchange, "test")
     try:
         for index in range(6):
             publisher.send("ordered", "test.event", {"key": "a", "name": f"a{index}"})
@@ -187,20 +189,20 @@ def test_acks_skip_the_drivers_duplicate_cache(conf) -> None:
     # The rabbit driver would drop a redelivery of a message in that cache
     # without acking it; _Settlements relies on the driver internals below,
     # so an oslo.messaging upgrade that moves them fails here, not silently.
-    transport = messaging.rescue_transport(conf)
+    transport = bus.rescue_transport(conf)
     taken: list[Any] = []
 
-    class Capturing(consumer.OrderedListener):
+    class Capturing(ordered_listener.OrderedListener):
         def _process_incoming(self, incoming: list[Any]) -> None:
             taken.append(incoming[0])
             super()._process_incoming(incoming)
 
     target = oslo_messaging.Target(exchange=conf.worker.exchange, topic="acks")
-    listener = Capturing(transport, [target], lambda c, m: messaging.HANDLED,
+    listener = Capturing(transport, [target], lambda c, m: bus.HANDLED,
                          lambda m: None, max_workers=1)
     listener.start()
     try:
-        messaging.Publisher(transport, conf.worker.exchange, "test").send(
+        bus.Publisher(transport, conf.worker.exchange, "test").send(
             "acks", "test.event", {})
         _wait_until(lambda: taken and listener.running_and_waiting() == (0, 0))
     finally:
@@ -258,15 +260,15 @@ def test_bad_requests_get_error_notifications_and_the_listener_stays_up(
         conf, results, running) -> None:
     seed_host(conf)
     worker = running()
-    transport = messaging.rescue_transport(conf)
-    publisher = messaging.Publisher(transport, conf.worker.exchange, "test")
+    transport = bus.rescue_transport(conf)
+    publisher = bus.Publisher(transport, conf.worker.exchange, "test")
     topic = f"{conf.worker.requests_topic}.{HOST}"
     bad = ["text", [1, 2], {}, {"action": "rescue", "instance_uuid": 5, "request_id": "b1"},
            {"action": "rescue", "instance_uuid": "not-a-uuid", "request_id": "b2"},
            {"action": "boot", "instance_uuid": "00000000-0000-4000-8000-000000000001",
             "request_id": "b3"}]
     for payload in bad:
-        publisher.send(topic, messaging.REQUEST_EVENT, payload)
+        publisher.send(topic, bus.REQUEST_EVENT, payload)
     publisher.send(topic, "something.else", {"hello": 1})
     transport.cleanup()
     errors = results.wait_results(len(bad) + 1)
@@ -384,7 +386,7 @@ def test_requests_recorded_but_not_started_when_a_worker_stops_run_at_its_next_s
 
 
 def test_the_demo_passes_every_check(capsys) -> None:
-    assert demo.run() == 0
+    assert demo_loop.run() == 0
     assert "every check passed" in capsys.readouterr().out
 
 

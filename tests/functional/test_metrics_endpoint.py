@@ -18,12 +18,12 @@ import pytest
 from msgkit import GEN1_IMAGE, ResultLog, UnwritableHistory, make_conf, seed_host
 from prometheus_client.parser import text_string_to_metric_families
 
-from rescue_flow import messaging
-from rescue_flow.client import Client
-from rescue_flow.metrics import Metrics
-from rescue_flow.quarantine import QuarantineList
+from rescue_flow.engine.quarantine import QuarantineList
+from rescue_flow.messaging import bus
+from rescue_flow.messaging.client import Client
 from rescue_flow.requests import Request
-from rescue_flow.worker import Worker
+from rescue_flow.service.metrics import Metrics
+from rescue_flow.service.worker import Worker
 
 MEMORY = "kombu+memory:////"
 HOST = "hv-metrics-1"
@@ -129,10 +129,10 @@ def test_invalid_and_duplicate_requests_count_as_rejected(conf, gen1, worker) ->
         send(conf, request)
         results.result_for("twice")
         send(conf, request)
-        transport = messaging.rescue_transport(conf)
+        transport = bus.rescue_transport(conf)
         try:
-            messaging.Publisher(transport, conf.worker.exchange, "test").send(
-                f"{conf.worker.requests_topic}.{HOST}", messaging.REQUEST_EVENT,
+            bus.Publisher(transport, conf.worker.exchange, "test").send(
+                f"{conf.worker.requests_topic}.{HOST}", bus.REQUEST_EVENT,
                 {"action": "rescue", "instance_uuid": "not-a-uuid", "request_id": "bad"})
         finally:
             transport.cleanup()

@@ -10,11 +10,11 @@ import sqlalchemy as sa
 from simsite import GEN1_IMAGE, GEN1_UUID, make_site
 
 from rescue_flow import cli
+from rescue_flow.engine.quarantine import QuarantineList
 from rescue_flow.outcome import Outcome
 from rescue_flow.persistence import quarantine as quarantine_rows
 from rescue_flow.persistence import schema
 from rescue_flow.persistence.history import History
-from rescue_flow.quarantine import QuarantineList
 from rescue_flow.requests import Request
 
 

@@ -25,11 +25,11 @@ import pytest
 import taskflow.engines
 from simsite import BENCH_UUID, BENCH_VM, GEN1_IMAGE, GEN2_IMAGE, make_site, new_request_id
 
-from rescue_flow import observe
 from rescue_flow.flows import get_rescue_flow, get_unrescue_flow
 from rescue_flow.outcome import Outcome
 from rescue_flow.requests import Request
 from rescue_flow.simhost.host import read_methods
+from rescue_flow.tasks import observe
 
 HOST_WIDE = {"list_instance_notes", "list_instances", "get_vnic_ids"}
 

@@ -22,12 +22,12 @@ from storagefaults import DiskFull, Outage, fast_runner
 
 from rescue_flow import cli, exceptions, hyperv
 from rescue_flow.commands import run as run_command
+from rescue_flow.engine.quarantine import QuarantineList
+from rescue_flow.engine.runner import FlowRunner
 from rescue_flow.outcome import Outcome
 from rescue_flow.persistence import schema
 from rescue_flow.persistence.history import History
-from rescue_flow.quarantine import QuarantineList
 from rescue_flow.requests import Request
-from rescue_flow.runner import FlowRunner
 from rescue_flow.simhost import SimulatedHost
 
 FORK = multiprocessing.get_context("fork")

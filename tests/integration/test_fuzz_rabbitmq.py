@@ -27,9 +27,10 @@ from msgkit import (
     seed_host,
 )
 
-from rescue_flow import exceptions, messaging, nova
+from rescue_flow import exceptions
+from rescue_flow.messaging import bus, nova
 from rescue_flow.requests import Request
-from rescue_flow.worker import Worker
+from rescue_flow.service.worker import Worker
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -45,10 +46,10 @@ class Loop:
         self.conf = conf
         self.worker = worker
         self.results = results
-        self.transport = messaging.rescue_transport(conf)
-        self.nova_transport = messaging.nova_transport(conf)
-        self.ours = messaging.Publisher(self.transport, conf.worker.exchange, "fuzzer")
-        self.nova = messaging.Publisher(self.nova_transport, conf.nova.exchange,
+        self.transport = bus.rescue_transport(conf)
+        self.nova_transport = bus.nova_transport(conf)
+        self.ours = bus.Publisher(self.transport, conf.worker.exchange, "fuzzer")
+        self.nova = bus.Publisher(self.nova_transport, conf.nova.exchange,
                                         f"nova-compute:{HOST}")
         self.sent = {"requests": 0, "nova": 0}
 
@@ -99,7 +100,7 @@ request_payloads = st.one_of(json_values, st.fixed_dictionaries({}, optional={
     "image_generation": st.sampled_from([None, 1, 2, 3, True]) | json_values,
     "progress": st.booleans() | json_values,
 }))
-request_events = st.sampled_from([messaging.REQUEST_EVENT] * 4 + ["rescue_flow.other"]) | \
+request_events = st.sampled_from([bus.REQUEST_EVENT] * 4 + ["rescue_flow.other"]) | \
     st.text(max_size=20)
 
 nova_data = st.fixed_dictionaries({}, optional={
@@ -156,7 +157,7 @@ def test_bodies_that_are_not_json_are_dropped_by_the_driver_without_a_loop(
     # Still listening: a request after them is answered (refused: no such instance).
     client_request = Request("unrescue", str(uuid.uuid4()), "after-junk", host=HOST)
     loop.expect_one_error(lambda: loop.ours.send(
-        f"{loop.conf.worker.requests_topic}.{HOST}", messaging.REQUEST_EVENT,
+        f"{loop.conf.worker.requests_topic}.{HOST}", bus.REQUEST_EVENT,
         dict(client_request.to_dict(), progress=False)))
     assert loop.worker.handler.stats["received"] == received + 1
     loop.sent["requests"] += 1

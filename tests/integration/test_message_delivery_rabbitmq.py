@@ -38,10 +38,10 @@ from msgkit import (
     versioned_event,
 )
 
-from rescue_flow.client import Client
+from rescue_flow.messaging.client import Client
 from rescue_flow.persistence.history import History
 from rescue_flow.requests import Request
-from rescue_flow.worker import Worker
+from rescue_flow.service.worker import Worker
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -179,7 +179,7 @@ def test_a_broker_restart_during_many_requests_loses_none_and_runs_none_twice(
     sim, uuids = seed_host(conf, vms=8)
     sim.set_latency("create_vm", 0.15)
     sim.set_latency("soft_shutdown_vm", 0.1)
-    from rescue_flow.runner import FlowRunner
+    from rescue_flow.engine.runner import FlowRunner
     runner = CountingRunner(FlowRunner.durable(conf))
     worker = site.start(conf, runner)
     sent = []

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from rescue_flow import exceptions
-from rescue_flow.driver_presence import MAX_VALID_FOR, DriverHello
+from rescue_flow.service.driver_presence import MAX_VALID_FOR, DriverHello
 
 HOST = "hv-01"
 

@@ -10,14 +10,16 @@ from typing import Any
 import pytest
 from msgkit import SAMPLES, load_sample
 
-from rescue_flow import exceptions, messaging, protocol
-from rescue_flow.listener import NovaIntake
+from rescue_flow import exceptions
+from rescue_flow.engine.progress import StepEvent
+from rescue_flow.messaging import bus, nova, protocol
+from rescue_flow.messaging.nova_intake import NovaIntake
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.persistence.backend import create_engine
 from rescue_flow.persistence.history import History
-from rescue_flow.progress import StepEvent
 from rescue_flow.requests import Request
-from rescue_flow.worker import FlowQueue, RequestIntake
+from rescue_flow.service.flow_queue import FlowQueue
+from rescue_flow.service.request_intake import RequestIntake
 
 HOST = "hv-1"
 UUID = "3f1c9a52-7b3e-4d8a-9e21-5a6b7c8d9e01"
@@ -105,13 +107,13 @@ def setup(tmp_path):
 def _message(request_id: str = "client-1", progress: bool = False, **changes: Any) -> dict:
     payload = dict(Request("rescue", UUID, request_id, host=HOST).to_dict(), progress=progress)
     payload.update(changes)
-    return {"message_id": f"m-{request_id}", "event_type": messaging.REQUEST_EVENT,
+    return {"message_id": f"m-{request_id}", "event_type": bus.REQUEST_EVENT,
             "payload": payload, "publisher_id": "rescue-flow-client:x", "priority": "INFO"}
 
 
 def test_a_request_is_recorded_before_its_ack_then_runs_and_its_result_is_notified(setup):
     s = setup()
-    assert s.intake({}, _message()) == messaging.HANDLED
+    assert s.intake({}, _message()) == bus.HANDLED
     assert s.history.get("client-1") is not None  # recorded when the ack is given
     assert s.flows.scheduler.wait_idle(10)
     assert [r.request_id for r in s.runner.executed] == ["client-1"]
@@ -122,7 +124,7 @@ def test_a_request_is_recorded_before_its_ack_then_runs_and_its_result_is_notifi
 def test_a_redelivered_request_is_acked_and_its_result_sent_again_without_running(setup):
     s = setup()
     s.deliver(_message())
-    assert s.deliver(_message()) == messaging.HANDLED
+    assert s.deliver(_message()) == bus.HANDLED
     assert len(s.runner.executed) == 1
     assert s.outbox.events() == ["rescue_flow.rescue.end", "rescue_flow.rescue.end"]
     assert s.intake.stats["duplicates"] == 1
@@ -131,9 +133,9 @@ def test_a_redelivered_request_is_acked_and_its_result_sent_again_without_runnin
 def test_a_result_that_could_not_be_sent_is_sent_on_redelivery_without_rerunning(setup):
     s = setup()
     s.outbox.fail = 1
-    assert s.deliver(_message()) == messaging.HANDLED  # recorded: the ack goes out
+    assert s.deliver(_message()) == bus.HANDLED  # recorded: the ack goes out
     assert s.outbox.events() == []
-    assert s.deliver(_message()) == messaging.HANDLED
+    assert s.deliver(_message()) == bus.HANDLED
     assert len(s.runner.executed) == 1
     assert s.outbox.events() == ["rescue_flow.rescue.end"]
 
@@ -150,7 +152,7 @@ def test_steps_are_notified_only_when_the_sender_waits(setup):
 def test_a_lost_step_does_not_stop_the_flow(setup):
     s = setup(steps=1)
     s.outbox.fail = 1  # the step
-    assert s.deliver(_message(progress=True)) == messaging.HANDLED
+    assert s.deliver(_message(progress=True)) == bus.HANDLED
     assert s.outbox.events() == ["rescue_flow.rescue.end"]
 
 
@@ -161,7 +163,7 @@ def test_bad_input_is_acked_with_an_error_notification_and_never_run(setup, payl
     s = setup()
     message = _message()
     message["payload"] = payload
-    assert s.deliver(message) == messaging.HANDLED
+    assert s.deliver(message) == bus.HANDLED
     assert s.runner.executed == []
     assert s.history.recent() == []
     assert s.outbox.events() == ["rescue_flow.rescue.error" if isinstance(payload, dict)
@@ -174,7 +176,7 @@ def test_a_request_that_cannot_be_recorded_is_retried_then_answered_and_dropped(
     s = setup()
     monkeypatch.setattr(s.history, "accept", _raise(RuntimeError("database is locked")))
     outcomes = [s.deliver(_message()) for _ in range(3)]
-    assert outcomes == [messaging.REQUEUE, messaging.REQUEUE, messaging.HANDLED]
+    assert outcomes == [bus.REQUEUE, bus.REQUEUE, bus.HANDLED]
     assert s.runner.executed == []
     assert s.outbox.events() == ["rescue_flow.rescue.error"]
     payload = s.outbox.sent[0]["payload"]
@@ -184,7 +186,7 @@ def test_a_request_that_cannot_be_recorded_is_retried_then_answered_and_dropped(
 
 def test_a_flow_that_dies_leaves_its_request_recorded_for_the_next_start(setup):
     s = setup(error=RuntimeError("state folder is read-only"))
-    assert s.deliver(_message()) == messaging.HANDLED
+    assert s.deliver(_message()) == bus.HANDLED
     assert s.flows.stats["crashed"] == 1
     assert [r.request.request_id for r in s.history.unfinished()] == ["client-1"]
     assert s.outbox.events() == []
@@ -213,9 +215,9 @@ def _nova(**data: Any) -> dict[str, Any]:
 
 def test_a_nova_rescue_is_routed_to_its_hosts_queue() -> None:
     outbox = Outbox()
-    assert _intake(outbox)({"request_id": "req-9"}, _nova(host="hv-7")) == messaging.HANDLED
+    assert _intake(outbox)({"request_id": "req-9"}, _nova(host="hv-7")) == bus.HANDLED
     [sent] = outbox.sent
-    assert (sent["topic"], sent["event_type"]) == ("rf-requests.hv-7", messaging.REQUEST_EVENT)
+    assert (sent["topic"], sent["event_type"]) == ("rf-requests.hv-7", bus.REQUEST_EVENT)
     assert sent["payload"]["request_id"].startswith("nova:req-9:rescue:")
     assert (sent["payload"]["host"], sent["payload"]["progress"]) == ("hv-7", False)
 
@@ -223,32 +225,57 @@ def test_a_nova_rescue_is_routed_to_its_hosts_queue() -> None:
 def test_other_nova_events_are_acked_silently() -> None:
     outbox = Outbox()
     message = load_sample(SAMPLES / "resolved" / "instance-rescue-end.json")
-    assert _intake(outbox)({}, message) == messaging.HANDLED
+    assert _intake(outbox)({}, message) == bus.HANDLED
     assert outbox.sent == []
 
 
 def test_events_for_hosts_without_a_worker_are_ignored() -> None:
     outbox = Outbox()
-    assert _intake(outbox, hosts=["hv-1"])({}, _nova(host="kvm-3")) == messaging.HANDLED
+    assert _intake(outbox, hosts=["hv-1"])({}, _nova(host="kvm-3")) == bus.HANDLED
     assert outbox.sent == []
 
 
 def test_a_malformed_nova_event_gets_an_error_naming_the_instance() -> None:
     outbox = Outbox()
     message = _nova(image_uuid="not-an-image", rescue_image_ref=None)
-    assert _intake(outbox)({}, message) == messaging.HANDLED
+    assert _intake(outbox)({}, message) == bus.HANDLED
     [sent] = outbox.sent
     assert sent["event_type"] == "rescue_flow.rescue.error"
     assert sent["payload"]["instance_uuid"] == "178b0921-8f85-4257-88b6-2e743b5a975c"
     assert "image_uuid is not a UUID" in sent["payload"]["reason"]
 
 
+def test_a_nova_event_is_read_once_then_routed(monkeypatch) -> None:
+    outbox = Outbox()
+    reads = []
+    real_parse = nova.parse
+    monkeypatch.setattr(nova, "parse", lambda *args: reads.append(args) or real_parse(*args))
+
+    assert _intake(outbox)({"request_id": "req-9"}, _nova(host="hv-7")) == bus.HANDLED
+
+    assert len(reads) == 1 and len(outbox.sent) == 1
+
+
+def test_a_nova_event_that_breaks_the_parser_is_answered_at_once_not_retried(
+        monkeypatch) -> None:
+    # Reading depends on the message alone: a redelivery would break it again.
+    outbox = Outbox()
+    monkeypatch.setattr(nova, "parse", _raise(KeyError("nova_object.data")))
+
+    assert _intake(outbox, attempts=3)({}, _nova()) == bus.HANDLED
+
+    [sent] = outbox.sent
+    assert sent["event_type"] == "rescue_flow.rescue.error"
+    assert "cannot be read: KeyError" in sent["payload"]["reason"]
+    assert sent["payload"]["instance_uuid"] == "178b0921-8f85-4257-88b6-2e743b5a975c"
+
+
 def test_routing_that_keeps_failing_is_retried_then_answered() -> None:
     outbox = Outbox()
     intake = _intake(outbox, attempts=2)
     outbox.fail = 2
-    assert intake({}, _nova()) == messaging.REQUEUE
-    assert intake({}, _nova()) == messaging.HANDLED
+    assert intake({}, _nova()) == bus.REQUEUE
+    assert intake({}, _nova()) == bus.HANDLED
     assert outbox.events() == ["rescue_flow.rescue.error"]
     assert "gave up after 2 attempts" in outbox.sent[0]["payload"]["reason"]
 
@@ -315,7 +342,7 @@ def test_the_intake_holds_requests_while_storage_is_down_without_spending_attemp
     monkeypatch.setattr(s.flows.storage, "_ping", flaky_ping)
     monkeypatch.setattr(s.flows.storage, "_first_probe", 0.01)
 
-    assert s.deliver(_message("held-1")) == messaging.HANDLED
+    assert s.deliver(_message("held-1")) == bus.HANDLED
 
     assert [r.request_id for r in s.runner.executed] == ["held-1"]
     assert s.intake.stats["gave_up"] == 0 and s.intake.stats["requeued"] == 0
@@ -330,5 +357,5 @@ def test_a_stop_while_storage_is_down_sends_the_request_back_to_the_broker(
         _unavailable()))
     threading.Timer(0.3, s.flows.stop).start()
 
-    assert s.intake({}, _message("stopped-1")) == messaging.REQUEUE
+    assert s.intake({}, _message("stopped-1")) == bus.REQUEUE
     assert s.runner.executed == []

@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import threading
 
-from rescue_flow import locks
+from rescue_flow.engine import locks
 
 UUID = "3f1c9a52-7b3e-4d8a-9e21-5a6b7c8d9e01"
 FORK = multiprocessing.get_context("fork")

@@ -8,14 +8,15 @@ from unittest import mock
 import oslo_messaging
 import pytest
 
-from rescue_flow import config, exceptions, messaging, protocol
+from rescue_flow import config, exceptions
+from rescue_flow.messaging import bus, protocol
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.requests import Request
 
 UUID = "3f1c9a52-7b3e-4d8a-9e21-5a6b7c8d9e01"
 
 
-def _message(payload: Any, event_type: str = messaging.REQUEST_EVENT) -> dict[str, Any]:
+def _message(payload: Any, event_type: str = bus.REQUEST_EVENT) -> dict[str, Any]:
     return {"message_id": "m-1", "event_type": event_type, "payload": payload,
             "publisher_id": "rescue-flow-client:x", "priority": "INFO"}
 
@@ -67,13 +68,13 @@ def test_bad_request_messages_are_refused_with_a_clear_error(message, says) -> N
 
 @pytest.mark.parametrize("host", ["hv-1", "hv1.example.org", "HV_2", "compute:1"])
 def test_host_names_that_can_name_a_queue_are_accepted(host: str) -> None:
-    assert messaging.check_host_name(host) == host
+    assert bus.check_host_name(host) == host
 
 
 @pytest.mark.parametrize("host", ["", "hv 1", "hv.*", "hv.#", "-hv", None, 3, "h" * 300])
 def test_host_names_that_would_break_routing_are_refused(host: Any) -> None:
     with pytest.raises(exceptions.InvalidRequest, match="host must be"):
-        messaging.check_host_name(host)
+        bus.check_host_name(host)
 
 
 def test_the_ordering_key_is_the_instance_or_nothing() -> None:
@@ -132,7 +133,7 @@ def test_a_failure_is_requeued_until_the_last_attempt_then_answered_and_dropped(
 
     outcomes = [protocol.bounded_attempts(attempts, "m-1", 3, fail, given_up.append, "m-1")
                 for _ in range(3)]
-    assert outcomes == [messaging.REQUEUE, messaging.REQUEUE, messaging.HANDLED]
+    assert outcomes == [bus.REQUEUE, bus.REQUEUE, bus.HANDLED]
     assert given_up == ["gave up after 3 attempts: host unreachable"]
     assert attempts.get("m-1") is None  # forgotten once answered
 
@@ -145,10 +146,10 @@ def test_a_success_after_failures_forgets_the_count() -> None:
         error = next(calls)
         if error:
             raise error
-        return messaging.HANDLED
+        return bus.HANDLED
 
-    assert protocol.bounded_attempts(attempts, "m", 5, flaky, print, "m") == messaging.REQUEUE
-    assert protocol.bounded_attempts(attempts, "m", 5, flaky, print, "m") == messaging.HANDLED
+    assert protocol.bounded_attempts(attempts, "m", 5, flaky, print, "m") == bus.REQUEUE
+    assert protocol.bounded_attempts(attempts, "m", 5, flaky, print, "m") == bus.HANDLED
     assert attempts.get("m") is None
 
 
@@ -163,14 +164,14 @@ def test_the_record_forgets_the_oldest_first() -> None:
 
 def _conf() -> Any:
     conf = config.make_conf()
-    messaging.register_opts(conf)
+    bus.register_opts(conf)
     return conf
 
 
 def test_our_transport_is_durable_and_keeps_the_operators_rabbit_options() -> None:
     conf = _conf()
     conf.set_override("heartbeat_timeout_threshold", 17, group="oslo_messaging_rabbit")
-    derived = messaging.derived_conf(conf, {"amqp_durable_queues": True})
+    derived = bus.derived_conf(conf, {"amqp_durable_queues": True})
     assert derived.oslo_messaging_rabbit.amqp_durable_queues is True
     assert derived.oslo_messaging_rabbit.heartbeat_timeout_threshold == 17
     assert conf.oslo_messaging_rabbit.amqp_durable_queues is False  # untouched
@@ -188,7 +189,7 @@ def test_the_nova_transport_takes_novas_durability(monkeypatch) -> None:
 
     monkeypatch.setattr(oslo_messaging, "get_notification_transport", fake)
     conf.set_override("rabbit_quorum_queue", True, group="oslo_messaging_rabbit")
-    messaging.nova_transport(conf)
+    bus.nova_transport(conf)
     assert built == {"durable": True, "quorum": False, "url": None}
 
 
@@ -201,15 +202,15 @@ def test_the_nova_transport_takes_novas_durability(monkeypatch) -> None:
 def test_kombu_urls_follow_the_transport_url(url: str, kombu: str) -> None:
     conf = _conf()
     conf.set_override("transport_url", url)
-    assert messaging.kombu_url(conf) == kombu
+    assert bus.kombu_url(conf) == kombu
 
 
 def test_the_publisher_raises_when_the_broker_refuses_unlike_a_notifier() -> None:
     transport = mock.Mock()
     transport._send_notification.side_effect = oslo_messaging.MessageDeliveryFailure("down")
-    publisher = messaging.Publisher(transport, "rescue_flow", "rescue-flow:hv-1")
+    publisher = bus.Publisher(transport, "rescue_flow", "rescue-flow:hv-1")
     with pytest.raises(oslo_messaging.MessageDeliveryFailure):
-        publisher.send("rf-requests.hv-1", messaging.REQUEST_EVENT, {"a": 1})
+        publisher.send("rf-requests.hv-1", bus.REQUEST_EVENT, {"a": 1})
     target = transport._send_notification.call_args.args[0]
     assert (target.exchange, target.topic) == ("rescue_flow", "rf-requests.hv-1.info")
     assert transport._send_notification.call_args.kwargs["version"] == 2.0

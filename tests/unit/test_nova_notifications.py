@@ -1,4 +1,4 @@
-"""rescue_flow.nova: Nova's rescue and unrescue notifications become requests.
+"""rescue_flow.messaging.nova: Nova's rescue and unrescue notifications become requests.
 
 The samples are nova's doc/notification_samples (tests/fixtures/nova_samples,
 see SOURCES.txt there): the current payloads and those of the Hyper-V era
@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from msgkit import SAMPLES, load_sample, sample_files
 
-from rescue_flow import exceptions, messaging, nova, requests
-from rescue_flow.demo import legacy_event
-from rescue_flow.demo import load_sample as package_sample
+from rescue_flow import exceptions, requests
+from rescue_flow.commands.demo_loop import legacy_event
+from rescue_flow.commands.demo_loop import load_sample as package_sample
+from rescue_flow.messaging import bus, nova
 
 SAMPLE_UUID = "178b0921-8f85-4257-88b6-2e743b5a975c"
 SAMPLE_IMAGE = "155d900f-4e14-4e4c-a73d-069cbf4541e6"
@@ -156,7 +157,7 @@ def test_envelope_2_0_as_dict_text_and_bytes_parses_like_the_bare_message() -> N
     ({"oslo.version": "2.0"}, "no oslo.message"),
 ])
 def test_broken_wire_bodies_are_refused_with_a_clear_error(body: Any, says: str) -> None:
-    with pytest.raises(messaging.InvalidMessage, match=says):
+    with pytest.raises(bus.InvalidMessage, match=says):
         nova.parse(body)
 
 
@@ -227,3 +228,31 @@ def test_instance_uuid_of_reads_both_formats_and_tolerates_junk() -> None:
     assert nova.instance_uuid_of(_legacy()) == INSTANCE
     assert nova.instance_uuid_of({"payload": "junk"}) is None
     assert nova.instance_uuid_of({"payload": {"instance_id": 3}}) is None
+
+
+def test_read_recognises_parses_and_validates_a_rescue_once() -> None:
+    event = nova.read(_rescue_sample(), {"request_id": SAMPLE_REQUEST})
+
+    assert (event.action, event.instance_uuid, event.nova_request_id, event.error) == (
+        "rescue", SAMPLE_UUID, SAMPLE_REQUEST, None)
+    assert event.request == nova.parse(_rescue_sample(), {"request_id": SAMPLE_REQUEST})
+
+
+def test_read_leaves_other_events_alone() -> None:
+    message = _rescue_sample()
+    message["event_type"] = "instance.rescue.end"
+
+    event = nova.read(message)
+
+    assert (event.action, event.request, event.error) == (None, None, None)
+
+
+def test_read_says_why_a_malformed_event_is_not_a_request() -> None:
+    message = _rescue_sample()
+    message["payload"]["nova_object.data"]["uuid"] = "not-a-uuid"
+
+    event = nova.read(message)
+
+    assert event.request is None and event.action == "rescue"
+    assert event.error == "instance uuid is not a UUID: 'not-a-uuid'"
+    assert event.instance_uuid == "not-a-uuid"  # as sent, for the error's reader

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rescue_flow.scheduler import KeyedScheduler
+from rescue_flow.engine.scheduler import KeyedScheduler
 
 TIMEOUT = 10
 

@@ -1,6 +1,6 @@
 """Send a request to a host's worker and, if asked, follow it to its result.
 
-Sending goes through oslo.messaging (:class:`rescue_flow.protocol.Router`):
+Sending goes through oslo.messaging (:class:`rescue_flow.messaging.protocol.Router`):
 the request waits in the host's durable queue until that host's worker takes
 it. Following it needs a subscription that exists *before* the request is
 sent, or a fast worker's first steps would be missed, and that disappears
@@ -21,9 +21,9 @@ from typing import Any
 
 import kombu
 
-from rescue_flow import messaging, protocol
+from rescue_flow.engine.progress import StepEvent
+from rescue_flow.messaging import bus, protocol
 from rescue_flow.outcome import Result
-from rescue_flow.progress import StepEvent
 from rescue_flow.requests import Request
 
 
@@ -53,10 +53,10 @@ def results_queue(conf: Any, name_prefix: str) -> tuple[kombu.Connection, kombu.
         f"{name_prefix}-{uuid.uuid4().hex}", exclusive=True, auto_delete=True,
         bindings=[kombu.binding(exchange, routing_key=f"{topic}.{priority}")
                   for priority in ("info", "error")])
-    url = messaging.kombu_url(conf)
+    url = bus.kombu_url(conf)
     # kombu's in-memory transport polls, once a second by default.
     options = {"polling_interval": 0.01} if url.startswith("memory:") else {}
-    connection = kombu.Connection(url, ssl=messaging.kombu_ssl(conf), connect_timeout=10,
+    connection = kombu.Connection(url, ssl=bus.kombu_ssl(conf), connect_timeout=10,
                                   transport_options=options)
     return connection, queue
 
@@ -82,8 +82,8 @@ class ResultWatcher:
 
     def _on_message(self, body: Any, message: Any) -> None:
         # Not ours to judge what else travels on the shared results topic.
-        with contextlib.suppress(messaging.InvalidMessage):
-            self._messages.append(messaging.unwrap(body))
+        with contextlib.suppress(bus.InvalidMessage):
+            self._messages.append(bus.unwrap(body))
 
     def wait(self, request_id: str, timeout: float,
              on_step: Callable[[StepEvent], None] | None = None) -> Result:
@@ -95,7 +95,7 @@ class ResultWatcher:
                 payload = message.get("payload")
                 if not isinstance(payload, dict) or payload.get("request_id") != request_id:
                     continue
-                if message.get("event_type") == messaging.STEP_EVENT:
+                if message.get("event_type") == bus.STEP_EVENT:
                     if on_step is not None:
                         on_step(StepEvent(payload["flow"], payload["step"], payload["state"],
                                           payload.get("seconds")))
@@ -117,8 +117,8 @@ class Client:
 
     def __init__(self, conf: Any) -> None:
         self.conf = conf
-        self.transport = messaging.rescue_transport(conf)
-        publisher = messaging.Publisher(self.transport, conf.worker.exchange,
+        self.transport = bus.rescue_transport(conf)
+        publisher = bus.Publisher(self.transport, conf.worker.exchange,
                                         f"rescue-flow-client:{socket.gethostname()}")
         self.router = protocol.Router(publisher, conf.worker.requests_topic)
 

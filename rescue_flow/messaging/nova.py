@@ -26,11 +26,13 @@ request id in the context, the message id stands in.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Mapping
 from typing import Any
 
-from rescue_flow import requests
-from rescue_flow.messaging import InvalidMessage, check_host_name, unwrap
+from rescue_flow import exceptions, requests
+from rescue_flow.messaging.bus import InvalidMessage, check_host_name, unwrap
 
 EVENT_ACTIONS = {
     "instance.rescue.start": requests.RESCUE,
@@ -43,8 +45,48 @@ _LEGACY_PREFIX = "compute."
 _MACHINE_TYPES = {"hyperv-gen1": 1, "hyperv-gen2": 2}
 
 
+LOG = logging.getLogger(__name__)
+
+
 class InvalidNotification(InvalidMessage):
     """A Nova notification that cannot be read as a rescue or unrescue request."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NovaEvent:
+    """One Nova notification as read: the Request it asks for, or why it is none."""
+
+    event_type: Any
+    message_id: Any
+    action: str | None  # None: not a rescue or unrescue event; nothing else is set
+    instance_uuid: str | None  # as sent, unchecked: for log lines and error answers
+    nova_request_id: Any  # as sent in the context: for log lines
+    request: requests.Request | None = None
+    error: str | None = None  # why a rescue or unrescue event is not a request
+
+
+def read(message: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> NovaEvent:
+    """Read a notification once: recognise it, then parse and validate it into
+    a Request (:func:`parse`).
+
+    Reading is a function of the message alone: an error in it, expected
+    (InvalidRequest) or not, cannot be cured by a redelivery, so it becomes
+    the event's ``error`` (answered at once), not an exception (retried).
+    """
+    action = action_of(message.get("event_type"))
+    event = NovaEvent(message.get("event_type"), message.get("message_id"), action,
+                      instance_uuid_of(message), (context or {}).get("request_id"))
+    if action is None:
+        return event
+    try:
+        request = parse(message, context)
+    except exceptions.InvalidRequest as exc:
+        return dataclasses.replace(event, error=str(exc))
+    except Exception as exc:
+        LOG.exception("Nova notification %s could not be read", event.message_id)
+        return dataclasses.replace(
+            event, error=f"cannot be read: {type(exc).__name__}: {exc}")
+    return dataclasses.replace(event, request=request)
 
 
 def action_of(event_type: Any) -> str | None:

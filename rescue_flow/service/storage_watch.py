@@ -29,10 +29,6 @@ class StorageWatch:
         self._down = False
         self._lock = threading.Lock()
 
-    @property
-    def is_down(self) -> bool:
-        return self._down
-
     def down(self, error: BaseException) -> None:
         with self._lock:
             if self._down:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from rescue_flow import exceptions, layout, observe, records
+from rescue_flow import exceptions, layout, records
 from rescue_flow.hyperv.host import HyperVHost
 from rescue_flow.hyperv.reader import Notes
 from rescue_flow.requests import canonical_uuid
+from rescue_flow.tasks import observe
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,9 +23,10 @@ import oslo_messaging
 import sqlalchemy as sa
 from oslo_config import cfg
 
-from rescue_flow import config, exceptions, hyperv, messaging
+from rescue_flow import config, exceptions, hyperv
+from rescue_flow.engine.quarantine import QuarantineList
+from rescue_flow.messaging import bus
 from rescue_flow.persistence.history import History
-from rescue_flow.quarantine import QuarantineList
 
 # Seconds for each connection attempt to each broker host.
 CONNECT_TIMEOUT = 5.0
@@ -91,12 +92,12 @@ def check_config(conf: Any) -> str:
 def config_problems(conf: Any) -> list[str]:
     """What is wrong with the configuration, one item per option; every
     command checks this before it acts."""
-    messaging.register_opts(conf)
+    bus.register_opts(conf)
     found = config.problems(conf)
     if found:
         return found  # the values below may be the bad ones
     try:
-        messaging.check_host_name(conf.host)
+        bus.check_host_name(conf.host)
     except exceptions.InvalidRequest as exc:
         found.append(f"[DEFAULT] host: {exc}")
     for option, url in _transport_urls(conf):
@@ -149,14 +150,14 @@ def _transport_drivers() -> set[str]:
 
 
 def check_broker(conf: Any) -> str:
-    found = _reach(conf, messaging.kombu_url(conf))
+    found = _reach(conf, bus.kombu_url(conf))
     if conf.nova.enabled and not conf.nova.transport_url:
         found += "; also Nova's ([nova] transport_url is unset)"
     return found
 
 
 def check_nova_broker(conf: Any) -> str:
-    return _reach(conf, messaging.kombu_url(conf, conf.nova.transport_url))
+    return _reach(conf, bus.kombu_url(conf, conf.nova.transport_url))
 
 
 def _reach(conf: Any, urls: str) -> str:
@@ -165,7 +166,7 @@ def _reach(conf: Any, urls: str) -> str:
         return "kombu's in-process memory transport (for tests and the demo)"
     reached, failed = [], []
     for url in urls.split(";"):
-        connection = kombu.Connection(url, ssl=messaging.kombu_ssl(conf),
+        connection = kombu.Connection(url, ssl=bus.kombu_ssl(conf),
                                       connect_timeout=CONNECT_TIMEOUT)
         shown = connection.as_uri()  # the password masked
         try:

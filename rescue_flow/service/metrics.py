@@ -4,10 +4,10 @@ Each :class:`Metrics` owns a ``CollectorRegistry``, not prometheus_client's
 global one, so that several workers in one process (tests, the demo) never
 share or collide on a metric. The worker feeds it through a few hooks:
 
-- :class:`rescue_flow.worker.RequestIntake`: every delivery taken from the
+- :class:`rescue_flow.service.request_intake.RequestIntake`: every delivery taken from the
   host's queue (``received``), and the ones not run (``rejected``: invalid,
   duplicate, gave_up);
-- :class:`rescue_flow.worker.FlowQueue`: how long a recorded request waited
+- :class:`rescue_flow.service.flow_queue.FlowQueue`: how long a recorded request waited
   for its flow, flows in flight, and each request's outcome;
 - the runner's ``on_step`` callback: each step's duration;
 - at scrape time: the quarantine list (a table of the history) and the requests
@@ -34,8 +34,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from rescue_flow.engine.progress import StepEvent
 from rescue_flow.outcome import Outcome
-from rescue_flow.progress import StepEvent
 
 LOG = logging.getLogger(__name__)
 

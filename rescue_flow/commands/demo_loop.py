@@ -27,12 +27,13 @@ from typing import Any
 import oslo_messaging
 from oslo_context.context import RequestContext
 
-from rescue_flow import config, messaging, nova
-from rescue_flow.client import ResultWatcher
+from rescue_flow import config
 from rescue_flow.commands.run import print_step
+from rescue_flow.messaging import bus, nova
+from rescue_flow.messaging.client import ResultWatcher
 from rescue_flow.outcome import Outcome, Result
+from rescue_flow.service.worker import Worker
 from rescue_flow.simhost import SimulatedHost
-from rescue_flow.worker import Worker
 
 HOST = "hyperv-demo-1"
 GEN1_IMAGE = "5d2a5c1e-0c1b-4f4e-9d3a-6a1f2b3c4d01"
@@ -91,7 +92,7 @@ def nova_notifier(conf: Any, publisher_id: str, topic: str) -> oslo_messaging.No
     """A Notifier that publishes exactly as nova-compute does: Nova's
     exchange (``control_exchange``, fixed when the transport is created),
     Nova's durability, envelope 2.0."""
-    derived = messaging.derived_conf(conf, {
+    derived = bus.derived_conf(conf, {
         "amqp_durable_queues": conf.nova.amqp_durable_queues, "amqp_auto_delete": False})
     derived.set_override("control_exchange", conf.nova.exchange)
     transport = oslo_messaging.get_notification_transport(derived,
@@ -110,7 +111,7 @@ def demo_conf(folder: str) -> Any:
         "retry": {"initial_backoff": 0.0, "max_backoff": 0.0},
         "worker": {"notify_steps": True},
     })
-    messaging.register_opts(conf)
+    bus.register_opts(conf)
     conf.set_override("transport_url", "kombu+memory:////")
     # kombu's memory transport has no heartbeats: oslo.messaging would warn
     # about it on every connection.

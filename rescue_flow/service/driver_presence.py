@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rescue_flow import exceptions
-from rescue_flow.messaging import DRIVER_HELLO_EVENT, check_host_name
+from rescue_flow.messaging.bus import DRIVER_HELLO_EVENT, check_host_name
 from rescue_flow.persistence import schema
 from rescue_flow.persistence.history import utcnow
 

@@ -14,15 +14,17 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+import cachetools
+
 from rescue_flow import exceptions, requests
-from rescue_flow.messaging import (
+from rescue_flow.engine.progress import StepEvent
+from rescue_flow.messaging.bus import (
     HANDLED,
     REQUEST_EVENT,
     REQUEUE,
@@ -31,7 +33,6 @@ from rescue_flow.messaging import (
     check_host_name,
 )
 from rescue_flow.outcome import Outcome, Result
-from rescue_flow.progress import StepEvent
 
 LOG = logging.getLogger(__name__)
 
@@ -156,11 +157,13 @@ def bounded_attempts(attempts: BoundedRecord, key: str, max_attempts: int,
 
 
 class BoundedRecord:
-    """The last ``size`` keys seen, with a value each, oldest forgotten first."""
+    """The last ``size`` keys used, with a value each, least recently used
+    forgotten first (a cachetools LRUCache behind a lock: it is not
+    thread-safe by itself)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._items: cachetools.LRUCache[str, Any] = cachetools.LRUCache(maxsize=size)
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Any:
@@ -169,7 +172,7 @@ class BoundedRecord:
 
     def put(self, key: str, value: Any) -> None:
         with self._lock:
-            self._store(key, value)
+            self._items[key] = value
 
     def pop(self, key: str) -> Any:
         with self._lock:
@@ -179,11 +182,5 @@ class BoundedRecord:
         """Add one to the count kept under ``key``; return the new count."""
         with self._lock:
             count = self._items.get(key, 0) + 1
-            self._store(key, count)
+            self._items[key] = count
             return count
-
-    def _store(self, key: str, value: Any) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)

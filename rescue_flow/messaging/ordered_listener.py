@@ -20,8 +20,8 @@ from typing import Any
 from oslo_messaging.notify import dispatcher as om_dispatcher
 from oslo_messaging.notify import listener as om_listener
 
-from rescue_flow.messaging import REQUEUE
-from rescue_flow.scheduler import KeyedScheduler
+from rescue_flow.engine.scheduler import KeyedScheduler
+from rescue_flow.messaging.bus import REQUEUE
 
 LOG = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from oslo_concurrency import lockutils
 
@@ -54,8 +54,13 @@ def _same_file(lock: lockutils.InterProcessLock, path: str) -> bool:
 
 
 @contextlib.contextmanager
-def file_lock(path: str, prune: bool = False) -> Iterator[None]:
-    """Hold the exclusive lock on ``path``; ``prune`` removes the file after."""
+def file_lock(path: str, prune: bool = False,
+              on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the exclusive lock on ``path``; ``prune`` removes the file after.
+
+    ``on_wait`` is called once, before waiting, when another process holds
+    the lock (threads of this process wait on a semaphore first, without it).
+    """
     path = os.path.abspath(path)
     held: set[str] = _held.__dict__.setdefault("paths", set())
     if path in held:
@@ -64,8 +69,13 @@ def file_lock(path: str, prune: bool = False) -> Iterator[None]:
     with lockutils.internal_lock(path, semaphores=_thread_locks()):
         lock = lockutils.external_lock(os.path.basename(path),
                                        lock_path=os.path.dirname(path))
+        waited = False
         while True:
-            lock.acquire(delay=0.01, max_delay=0.1)
+            if not lock.acquire(blocking=False):
+                if on_wait is not None and not waited:
+                    waited = True
+                    on_wait()
+                lock.acquire(delay=0.01, max_delay=0.1)
             if sys.platform == "win32" or _same_file(lock, path):
                 break
             lock.release()  # pruned while we waited on it: lock the new file
@@ -84,8 +94,9 @@ def file_lock(path: str, prune: bool = False) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def instance_lock(lock_dir: str, instance_uuid: str) -> Iterator[None]:
+def instance_lock(lock_dir: str, instance_uuid: str,
+                  on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     # canonical_uuid keeps the file name inside lock_dir whatever came in.
     name = canonical_uuid(instance_uuid, "instance uuid") + ".lock"
-    with file_lock(os.path.join(lock_dir, name), prune=True):
+    with file_lock(os.path.join(lock_dir, name), prune=True, on_wait=on_wait):
         yield
