@@ -96,6 +96,10 @@ venv-nova: $(NOVA_STAMP)
 # so the driver is tested as installed, importing only what Nova's
 # environment has.
 test-nova: $(NOVA_STAMP) $(STAMP)
+	@# Nova builds the rescue config drive with mkisofs_cmd (genisoimage), as
+	@# on a nova-compute host; the tests read it back with isoinfo.
+	@command -v genisoimage >/dev/null && command -v isoinfo >/dev/null || { \
+		echo "make test-nova: genisoimage and isoinfo are needed (Nova builds the rescue config drive with them): apt-get install genisoimage" >&2; exit 2; }
 	RESCUE_FLOW_BIN="$(CURDIR)/$(BIN)" $(NOVA_VENV)/bin/python -P -m pytest \
 		-c nova_driver/tests/pytest.ini \
 		--rootdir nova_driver/tests $(NOVA_PYTEST_ARGS) nova_driver/tests
