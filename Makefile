@@ -70,11 +70,14 @@ docs: $(STAMP)
 # change; the driver (installed, not editable: it adds a package to
 # nova/virt/) whenever one of its files changes. The tests run the real
 # worker from .venv, as a separate process.
-# Extra pytest arguments, e.g. make test-nova NOVA_PYTEST_ARGS='-k rescue -x'
+# Extra pytest arguments, e.g. make test-nova NOVA_PYTEST_ARGS='-k rescue -x';
+# NOVA_TESTS narrows the run to some files, e.g.
+# make test-nova NOVA_TESTS=nova_driver/tests/unit/test_configdrive.py
 NOVA_VENV := .venv-nova
 NOVA_STAMP := $(NOVA_VENV)/.installed
 NOVA_DEPS_STAMP := $(NOVA_VENV)/.installed-nova
 NOVA_PYTEST_ARGS ?=
+NOVA_TESTS ?= nova_driver/tests
 NOVA_DRIVER_FILES := $(shell find nova_driver \( -path nova_driver/tests -o -path nova_driver/build \
 	-o -name '*.egg-info' \) -prune -o -type f \
 	\( -name '*.py' -o -name '*.cfg' -o -name '*.toml' -o -name '*.txt' -o -name '*.in' \) \
@@ -102,7 +105,7 @@ test-nova: $(NOVA_STAMP) $(STAMP)
 		echo "make test-nova: genisoimage and isoinfo are needed (Nova builds the rescue config drive with them): apt-get install genisoimage" >&2; exit 2; }
 	RESCUE_FLOW_BIN="$(CURDIR)/$(BIN)" $(NOVA_VENV)/bin/python -P -m pytest \
 		-c nova_driver/tests/pytest.ini \
-		--rootdir nova_driver/tests $(NOVA_PYTEST_ARGS) nova_driver/tests
+		--rootdir nova_driver/tests $(NOVA_PYTEST_ARGS) $(NOVA_TESTS)
 
 genconfig-nova: $(NOVA_STAMP)
 	$(NOVA_VENV)/bin/oslo-config-generator \
