@@ -123,11 +123,15 @@ class DeleteLeftoverRescueConfigDrive(DeleteRescueConfigDrive):
                 config_drive: dict[str, str] | None = None) -> str | None:
         if rescue_vm is None or original is None:
             return None
-        keep = config_drive["path"].lower() if config_drive else None
+        # Compared as Windows names files (the candidates are normalized):
+        # the request may spell its drive with another case or with "/".
+        paths: Any = layout.path_module(self.host.instances_path)
+        keep = (paths.normcase(paths.normpath(config_drive["path"]))
+                if config_drive else None)
         return self._delete(rescue_vm, [
             path for path in layout.rescue_config_drive_candidates(
                 self.host.instances_path, config(original).instance_dir)
-            if path.lower() != keep])
+            if paths.normcase(path) != keep])
 
 
 class EnsureRootDiskOnInstance(HostTask):

@@ -8,6 +8,7 @@ write); the flow attaches it where compute-hyperv attaches a config drive.
 from __future__ import annotations
 
 import json
+import ntpath
 
 import pytest
 from simsite import GEN1_IMAGE, GEN1_UUID, GEN2_IMAGE, GEN2_UUID
@@ -172,8 +173,12 @@ def test_a_drive_left_with_its_rescue_vm_goes_with_the_next_clean_up(seeded):
     assert seeded.view() == before
 
 
-def test_a_rescue_that_cleans_up_a_left_rescue_vm_first_keeps_its_own_new_drive(seeded):
+@pytest.mark.parametrize("spelled", [str, lambda path: path.upper().replace("\\", "/")],
+                         ids=["as_written", "other_case_and_slashes"])
+def test_a_rescue_that_cleans_up_a_left_rescue_vm_first_keeps_its_own_new_drive(
+        seeded, spelled):
     path, field = put_drive(seeded, "instance-00000002", GEN2_UUID)
+    field = {**field, "path": spelled(path)}
     assert seeded.rescue(GEN2_UUID, GEN2_IMAGE, config_drive=field).outcome is \
         Outcome.SUCCESS
     seeded.sim.set_fault("destroy_vm", "permanent")
@@ -186,7 +191,8 @@ def test_a_rescue_that_cleans_up_a_left_rescue_vm_first_keeps_its_own_new_drive(
     assert result.outcome is Outcome.SUCCESS, result.reason
     assert seeded.sim.read_file(path) == b"the next rescue's drive"
     rescue = _drives(_vm(seeded, "instance-00000002-rescue"))
-    assert rescue["SCSI 0 2"] == (path, "dvd")
+    attached, kind = rescue["SCSI 0 2"]
+    assert (ntpath.normcase(attached), kind) == (ntpath.normcase(path), "dvd")
 
 
 def test_the_drive_path_is_compared_as_windows_does(seeded):
