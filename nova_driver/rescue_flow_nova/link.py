@@ -18,6 +18,7 @@ eventlet, kombu's sockets are green like oslo.messaging's own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -29,6 +30,7 @@ from urllib.parse import quote
 import kombu
 import oslo_messaging
 from amqp import exceptions as amqp_exc
+from kombu import exceptions as kombu_exc
 
 from rescue_flow_nova import protocol
 
@@ -121,15 +123,11 @@ class WorkerLink:
         request_id = payload["request_id"]
         deadline = time.monotonic() + timeout
         received: list[dict[str, Any]] = []
-        with self._connection() as connection:
-            try:
-                connection.ensure_connection(max_retries=2)
-            except connection.connection_errors as exc:
-                raise WorkerUnavailable(f"cannot reach the rescue-flow broker: {exc}") from exc
-            if self._consumers(connection) == 0:
-                raise WorkerUnavailable(
-                    f"no rescue-flow worker is running for host {self.host} "
-                    f"(queue {self.request_key} has no consumer)")
+        with self._connection() as connection, contextlib.ExitStack() as listening:
+            # kombu wraps a refused connection in its OperationalError, which
+            # is not among the transport's connection errors.
+            broker_errors = (kombu_exc.OperationalError, *connection.connection_errors,
+                             *connection.channel_errors)
             results = kombu.Queue(
                 f"rescue-flow-nova-{socket.gethostname()}-{uuid.uuid4().hex}",
                 exclusive=True, auto_delete=True,
@@ -142,28 +140,45 @@ class WorkerLink:
                 if unwrapped is not None:
                     received.append(unwrapped)
 
-            with kombu.Consumer(connection.channel(), queues=[results], callbacks=[keep],
-                                no_ack=True, accept=["json"]):
+            try:
+                connection.ensure_connection(max_retries=2)
+                consumers = self._consumers(connection)
+                if consumers:  # listen before sending, so no result is missed
+                    listening.enter_context(kombu.Consumer(
+                        connection.channel(), queues=[results], callbacks=[keep],
+                        no_ack=True, accept=["json"]))
+            except broker_errors as exc:
+                raise WorkerUnavailable(f"cannot reach the rescue-flow broker: {exc}") from exc
+            if consumers == 0:
+                raise WorkerUnavailable(
+                    f"no rescue-flow worker is running for host {self.host} "
+                    f"(queue {self.request_key} has no consumer)")
+            try:
                 self._publish(connection, protocol.REQUEST_EVENT, payload, context)
-                while True:
-                    while received:
-                        message = received.pop(0)
-                        step = protocol.parse_step(message, request_id)
-                        if step is not None and on_step is not None:
-                            on_step(*step)
-                        result = protocol.parse_result(message, request_id)
-                        if result is not None:
-                            return result
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise WorkerTimedOut(
-                            f"no result from the rescue-flow worker within {timeout:g}s")
-                    try:
-                        connection.drain_events(timeout=min(left, 1.0))
-                    except TimeoutError:
-                        continue
-                    except connection.connection_errors as exc:
-                        # The request is on the broker: the worker runs it
-                        # and reverts at its deadline if nobody is listening.
-                        raise WorkerTimedOut(
-                            f"lost the broker while waiting for the result: {exc}") from exc
+            except broker_errors as exc:
+                # Unconfirmed, so perhaps on the broker: the worker refuses it
+                # after start_by, or reverts at its deadline.
+                raise WorkerTimedOut(
+                    f"the broker did not confirm the request: {exc}") from exc
+            while True:
+                while received:
+                    message = received.pop(0)
+                    step = protocol.parse_step(message, request_id)
+                    if step is not None and on_step is not None:
+                        on_step(*step)
+                    result = protocol.parse_result(message, request_id)
+                    if result is not None:
+                        return result
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WorkerTimedOut(
+                        f"no result from the rescue-flow worker within {timeout:g}s")
+                try:
+                    connection.drain_events(timeout=min(left, 1.0))
+                except socket.timeout:  # TimeoutError only from Python 3.10 on
+                    continue
+                except connection.connection_errors as exc:
+                    # The request is on the broker: the worker runs it
+                    # and reverts at its deadline if nobody is listening.
+                    raise WorkerTimedOut(
+                        f"lost the broker while waiting for the result: {exc}") from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 import uuid
@@ -126,6 +127,20 @@ def test_without_a_worker_the_call_fails_at_once_and_sends_nothing(
         worker_link.call(a_request(), timeout=30)
     assert time.monotonic() - began < 5
     assert worker_link.announce("some.Driver", 3600) is False
+
+
+def test_without_a_broker_the_call_fails_as_unavailable_and_sends_nothing(
+        names: dict[str, str]) -> None:
+    """A refused connection is kombu's OperationalError, not one of the
+    transport's connection errors: it must still say "nothing sent"."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nowhere = link.WorkerLink(f"amqp://guest:guest@127.0.0.1:{port}//", names["exchange"],
+                              names["requests_topic"], names["results_topic"], HOST,
+                              connect_timeout=1)
+    with pytest.raises(link.WorkerUnavailable, match="cannot reach the rescue-flow broker"):
+        nowhere.call(a_request(), timeout=30)
 
 
 def test_a_call_delivers_the_request_persistently_and_returns_its_result(
