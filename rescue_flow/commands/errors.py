@@ -183,10 +183,11 @@ def _option_for(path: str, conf: Any) -> str:
     return f"{label} ({value})"
 
 
-def ready(conf: Any, host: bool = True) -> None:
+def ready(conf: Any, host: bool = True, history: bool = True) -> None:
     """Read what a command is about to change, before it changes anything:
-    the quarantine list, the simulated host (with ``host``) and the
-    history; raise what is wrong with them."""
+    the simulated host (with ``host``), and the history with its quarantine
+    list (with ``history``: the worker opens it itself, waiting out a
+    database that is not up yet); raise what is wrong with them."""
     from rescue_flow.engine.quarantine import QuarantineList
     from rescue_flow.persistence.history import History
     from rescue_flow.simhost.store import StateStore
@@ -194,9 +195,9 @@ def ready(conf: Any, host: bool = True) -> None:
     if host and conf.hyperv.driver == "oswin" and sys.platform != "win32":
         raise ConfigInvalid("[hyperv] driver = oswin needs Windows with Hyper-V; here "
                             "only [hyperv] driver = simulated works")
-    QuarantineList.from_conf(conf).all()
+    if history:
+        with contextlib.closing(History.from_conf(conf)) as opened:
+            QuarantineList(opened).all()
+            opened.recent(limit=1)
     if host and conf.hyperv.driver == "simulated":
         StateStore(conf.simulated.state_file).read_from_disk()
-    history = History.from_conf(conf)
-    with contextlib.closing(history):
-        history.recent(limit=1)

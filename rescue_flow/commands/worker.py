@@ -64,7 +64,9 @@ def worker_command(conf: Any, args: argparse.Namespace) -> int:
     if args.check:
         return health.run(conf)
     try:
-        errors.ready(conf)
+        # Not the history: the worker opens it in the background, waiting
+        # out a database that is not up yet at boot (service/worker.py).
+        errors.ready(conf, history=False)
     except Exception as exc:
         # The service's log says why it stopped, as well as stderr.
         LOG.critical("Cannot start: %s", errors.describe(exc, conf) or exc)

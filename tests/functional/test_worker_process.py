@@ -27,13 +27,14 @@ STOP_PROMPTLY = 10
 
 
 def _start(tmp_path: Path, transport_url: str = "kombu+memory:////",
-           started_line: str = "Worker for host hv-proc started",
+           started_line: str = "Worker for host hv-proc started", extra_conf: str = "",
            ) -> tuple[subprocess.Popen[str], list[str]]:
     conf = tmp_path / "worker.conf"
     conf.write_text(
         f"[DEFAULT]\ntransport_url = {transport_url}\nhost = hv-proc\n"
         f"state_path = {tmp_path / 'state'}\n"
-        f"[hyperv]\ndriver = simulated\ninstances_path = {tmp_path / 'vms'}\n")
+        f"[hyperv]\ndriver = simulated\ninstances_path = {tmp_path / 'vms'}\n"
+        + extra_conf)
     subprocess.run([sys.executable, "-W", "ignore", "-m", "rescue_flow.cli",
                     "--config-file", str(conf), "sim", "init"],
                    check=True, capture_output=True, timeout=TIMEOUT)
@@ -93,6 +94,24 @@ def test_a_stop_signal_ends_a_worker_whose_broker_is_unreachable_at_once(
     assert code == worker_command.EXIT_OK, "".join(lines)
     assert time.monotonic() - began < STOP_PROMPTLY
     assert "Second stop signal" not in "".join(lines)
+
+
+def test_a_worker_started_before_its_database_waits_for_it(tmp_path: Path) -> None:
+    # As at boot, when the database server starts after the worker: the
+    # worker retries (storage_retry_timeout), it does not exit at once.
+    database = f"postgresql+psycopg2://rf:rf@127.0.0.1:{_unused_port()}/rescue_flow"
+    process, lines = _start(
+        tmp_path, started_line="History storage error",
+        extra_conf=f"[persistence]\nconnection = {database}\n"
+                   "storage_retry_timeout = 600\n")
+    time.sleep(2)
+    assert process.poll() is None, "".join(lines)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(STOP_PROMPTLY)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the worker outlived its stop:\n" + "".join(lines))
 
 
 def test_a_stop_that_outlasts_the_grace_time_exits_with_its_own_code() -> None:
