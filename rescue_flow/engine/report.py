@@ -80,7 +80,7 @@ class Reporter:
         Only a success, a complete revert or a failed revert ends here.
         """
         if detail.state == tf_states.SUCCESS:
-            return self.result(request, Outcome.SUCCESS, leftovers=leftovers)
+            return self.succeeded(request, leftovers)
         failed = [atom for atom in detail if atom.failure is not None]
         revert_failed = [atom for atom in detail if atom.revert_failure is not None]
         reverted = [atom.name for atom in detail
