@@ -152,11 +152,6 @@ def new_request_id() -> str:
     return f"req-{uuid.uuid4()}"
 
 
-def latency_of_calls(calls: list[dict[str, Any]], latencies: dict[str, float]) -> float:
-    """The injected latency a list of host calls adds up to."""
-    return sum(latencies.get(call["method"], 0.0) for call in calls)
-
-
 def cost_of_calls(calls: list[dict[str, Any]]) -> float:
     """What a list of host calls slept, as the call log records it ("cost"):
     under a cost profile, a call's price depends on the VMs at that moment."""

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from rescue_flow.simhost import paths
+from rescue_flow.simhost import oserrors, paths
 from rescue_flow.simhost.oswin import constants, exceptions
 
 STATE_FORMAT = 1
@@ -62,16 +62,16 @@ def new_state(instances_path: str, switches: tuple[str, ...] | list[str],
     return state
 
 
-def refuse(message: str, code: int = 32773) -> exceptions.WMIJobFailed:
+def refuse(message: str,
+           code: int = oserrors.JOB_INVALID_PARAMETER) -> exceptions.WMIJobFailed:
     """What a failed WMI job looks like to os-win's caller: WMIJobFailed with
-    Msvm's return code, 32773 (invalid parameter) unless told otherwise."""
-    return exceptions.WMIJobFailed(f"Hyper-V (simulated) refused: {message}",
-                                   job_state=10, error_code=code)
+    Msvm's return code, invalid parameter unless told otherwise."""
+    return oserrors.job_failed(code, f"Hyper-V (simulated) refused: {message}")
 
 
 def refuse_while_on(message: str) -> exceptions.WMIJobFailed:
-    """A change Hyper-V makes only to a VM that is off: 32775, invalid state."""
-    return refuse(message, code=32775)
+    """A change Hyper-V makes only to a VM that is off: invalid state."""
+    return refuse(message, code=oserrors.JOB_INVALID_STATE)
 
 
 def same_resource(a: str | None, b: str | None) -> bool:

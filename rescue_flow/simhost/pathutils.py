@@ -15,11 +15,11 @@ from __future__ import annotations
 import errno
 import os
 
+from rescue_flow.simhost import oserrors
 from rescue_flow.simhost.engine import SimUtils, oswin_call
 from rescue_flow.simhost.model import HostState
 
 _WINERROR = {errno.ENOENT: 2, errno.EACCES: 5, errno.EEXIST: 183, errno.ENOTDIR: 267}
-ERROR_SHARING_VIOLATION = 32
 _SHARING_VIOLATION = ("The process cannot access the file because it is being used "
                       "by another process")
 _ERROR_CLASS = {errno.ENOENT: FileNotFoundError, errno.EACCES: PermissionError,
@@ -38,7 +38,7 @@ def _in_use(path: str, vm_name: str, dest: str | None = None) -> OSError:
     [os_win] file_in_use_timeout, then lets it through."""
     exc = PermissionError(errno.EACCES, f"{_SHARING_VIOLATION} ({vm_name})", path,
                           None, dest)
-    exc.winerror = ERROR_SHARING_VIOLATION  # type: ignore[attr-defined]
+    exc.winerror = oserrors.ERROR_SHARING_VIOLATION  # type: ignore[attr-defined]
     return exc
 
 
