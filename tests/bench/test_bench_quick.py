@@ -69,10 +69,12 @@ def test_benchmarks_without_a_broker_are_recorded_as_skipped(tmp_path: Path) -> 
     assert results["B5"]["met"] is None and results["B5"]["skipped"]
 
 
-NOVA_PYTHON = ROOT / ".venv-nova" / "bin" / "python"
+# Written by make once .venv-nova is complete: `make test` builds it while
+# this suite runs, and a half-built one has python but not compute-hyperv.
+NOVA_READY = ROOT / ".venv-nova" / ".installed"
 
 
-@pytest.mark.skipif(not NOVA_PYTHON.exists(),
+@pytest.mark.skipif(not NOVA_READY.exists(),
                     reason="B6 runs compute-hyperv in .venv-nova: make venv-nova")
 def test_quick_run_of_b6_compares_with_compute_hyperv_call_by_call(tmp_path: Path) -> None:
     results = run_quick(tmp_path, "B6")
