@@ -68,25 +68,3 @@ def test_benchmarks_without_a_broker_are_recorded_as_skipped(tmp_path: Path) -> 
                         {"RESCUE_FLOW_RABBIT_URL": "rabbit://guest:guest@127.0.0.1:1/"})
     assert results["B5"]["met"] is None and results["B5"]["skipped"]
 
-
-# Written by make once .venv-nova is complete: `make test` builds it while
-# this suite runs, and a half-built one has python but not compute-hyperv.
-NOVA_READY = ROOT / ".venv-nova" / ".installed"
-
-
-@pytest.mark.skipif(not NOVA_READY.exists(),
-                    reason="B6 runs compute-hyperv in .venv-nova: make venv-nova")
-def test_quick_run_of_b6_compares_with_compute_hyperv_call_by_call(tmp_path: Path) -> None:
-    results = run_quick(tmp_path, "B6")
-    check_shape(results, ["B6"])
-    for generation in ("gen1", "gen2"):
-        figures = results["B6"][generation]
-        for side in ("rescue_flow", "compute_hyperv"):
-            for action in ("rescue", "unrescue"):
-                count = figures["counts"][side][action]
-                assert count["reads"] + count["changes"] == count["calls"] > 0, count
-        # rescue-flow's own guarantees hold in the comparison too.
-        assert figures["clean_cycle_restores_host"]["rescue_flow"] is True
-        for action in ("rescue", "unrescue"):
-            matrix = figures["matrix"]["rescue_flow"][action]
-            assert matrix["right_share"] == 1.0, matrix["wrong"]
