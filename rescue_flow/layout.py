@@ -10,6 +10,7 @@ worker create or delete files elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from rescue_flow import exceptions, records
@@ -24,6 +25,28 @@ IMAGE_CACHE_DIR = "_base"
 RESCUE_CONFIG_DRIVE_STEM = "configdrive-rescue"
 CONFIG_DRIVE_DRIVE_TYPES = {".iso": records.DRIVE_DVD, ".vhd": records.DRIVE_DISK}
 DISK_EXTENSIONS = (".vhdx", ".vhd")
+
+
+def rescue_vm_slots(generation: int) -> dict[str, records.DiskAttachment]:
+    """Where each drive goes on the rescue VM, which the flow builds empty,
+    so no slot is looked up: the rescue disk boots from IDE 0:0 (Gen1) or
+    SCSI 0:0 (Gen2), the root disk is the next SCSI disk, and the config
+    drive sits where compute-hyperv puts it (IDE 1:0 on Gen1, the next SCSI
+    slot on Gen2). Paths are left empty; a task fills in its file."""
+    if generation == records.GEN1:
+        return {"rescue_disk": records.DiskAttachment("", records.CTRL_IDE, 0, 0),
+                "root_disk": records.DiskAttachment("", records.CTRL_SCSI, 0, 0),
+                "config_drive": records.DiskAttachment("", records.CTRL_IDE, 1, 0)}
+    return {"rescue_disk": records.DiskAttachment("", records.CTRL_SCSI, 0, 0),
+            "root_disk": records.DiskAttachment("", records.CTRL_SCSI, 0, 1),
+            "config_drive": records.DiskAttachment("", records.CTRL_SCSI, 0, 2)}
+
+
+def rescue_vm_drive(generation: int, role: str, path: str,
+                    drive_type: str = records.DRIVE_DISK) -> records.DiskAttachment:
+    """The rescue VM's drive for ``role`` (see rescue_vm_slots) holding ``path``."""
+    return dataclasses.replace(rescue_vm_slots(generation)[role], path=path,
+                               drive_type=drive_type)
 
 
 def ensure_inside(instances_path: str, path: str, what: str) -> str:

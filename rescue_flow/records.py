@@ -118,6 +118,13 @@ class SecureBoot:
         return cls(os_secure_boot == "required", os_type)
 
 
+def drive_type_of(path: str) -> str:
+    """The drive an image file sits in, told by its extension: Hyper-V puts
+    only ISO files in a DVD drive, and only VHD(X) files in a hard drive."""
+    name = path.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return DRIVE_DVD if name.endswith(".iso") else DRIVE_DISK
+
+
 def is_root_disk_path(path: str) -> bool:
     """True for Nova's local root disk file names on Hyper-V."""
     name = path.replace("\\", "/").rsplit("/", 1)[-1].lower()

@@ -173,38 +173,27 @@ class HyperVHost(HostReader):
                 "attach_drive", f"{vm_name} has no {controller_type} controller {addr}")
         return str(path)
 
-    def attach_disk(self, vm_name: str, disk: records.DiskAttachment) -> None:
-        """Attach ``disk`` at exactly its controller and slot.
+    def attach_disk(self, vm_name: str, disk: records.DiskAttachment,
+                    controller: str | None = None) -> str:
+        """Attach ``disk`` at exactly its controller and slot; return the
+        controller's path, so the next attach to it need not look it up
+        again (``controller``: that path, already known).
 
         Attached already (a resumed or repeated step) shows as a refused
         attach: only then is the VM's storage read, to tell that from a real
         refusal. (On Windows os-win first retries the refused job for about
         five seconds: a price paid on a resume only, not on every attach.)
         """
-        controller = self._controller_path(vm_name, disk.controller_type,
-                                           disk.controller_addr)
+        if controller is None:
+            controller = self._controller_path(vm_name, disk.controller_type,
+                                               disk.controller_addr)
         try:
             self._call(self._vm, "attach_drive", vm_name, disk.path, controller,
                        disk.slot, drive_type=DRIVE_TYPES[disk.drive_type])
         except rf_exc.HyperVError:
             if not self.disk_attached_to(vm_name, disk.path):
                 raise
-
-    def attach_secondary_disk(self, vm_name: str, path: str,
-                              drive_type: str = records.DRIVE_DISK) -> records.DiskAttachment:
-        """Attach ``path`` (a disk, or an ISO as a DVD) to the first free slot
-        of the VM's SCSI controller (attached already, as a resumed step finds
-        it, is fine: see attach_disk)."""
-        controller = self._controller_path(vm_name, records.CTRL_SCSI, 0)
-        slot = int(self._call(self._vm, "get_free_controller_slot", controller))
-        try:
-            self._call(self._vm, "attach_drive", vm_name, path, controller, slot,
-                       drive_type=DRIVE_TYPES[drive_type])
-        except rf_exc.HyperVError:
-            if not self.disk_attached_to(vm_name, path):
-                raise
-            return self.disk_attachment(path, drive_type)
-        return records.DiskAttachment(path, records.CTRL_SCSI, 0, slot, drive_type)
+        return controller
 
     def detach_disk(self, vm_name: str, path: str) -> None:
         """Detach ``path`` from ``vm_name`` only; a disk held elsewhere stays."""

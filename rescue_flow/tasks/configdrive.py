@@ -50,19 +50,21 @@ class AttachRescueConfigDrive(HostTask):
     """Attach the config drive to the rescue VM as compute-hyperv does; revert detaches it.
 
     Gen1: IDE 1:0 (``attach_config_drive``: controller 1, slot 0); Gen2: the
-    next free slot of SCSI 0. An ISO goes in as a DVD, a VHD as a disk.
+    next SCSI slot, after the rescue and root disks. An ISO goes in as a
+    DVD, a VHD as a disk.
     """
 
     def execute(self, rescue_vm: str, original: dict[str, Any],
-                rescue_config_drive: dict[str, str] | None) -> None:
+                rescue_config_drive: dict[str, str] | None,
+                rescue_scsi_controller: str | None = None) -> None:
         if rescue_config_drive is None:
             return
-        path, drive_type = rescue_config_drive["path"], rescue_config_drive["drive_type"]
-        if config(original).generation == records.GEN1:
-            self.host.attach_disk(rescue_vm, records.DiskAttachment(
-                path, records.CTRL_IDE, 1, 0, drive_type))
-        else:
-            self.host.attach_secondary_disk(rescue_vm, path, drive_type)
+        drive = layout.rescue_vm_drive(config(original).generation, "config_drive",
+                                       rescue_config_drive["path"],
+                                       rescue_config_drive["drive_type"])
+        controller = rescue_scsi_controller if drive.controller_type == records.CTRL_SCSI \
+            else None
+        self.host.attach_disk(rescue_vm, drive, controller=controller)
 
     def revert(self, rescue_vm: str, rescue_config_drive: dict[str, str] | None,
                **kwargs: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rescue_flow import records
+from rescue_flow import layout, records
 from rescue_flow.tasks.base import HostTask, config
 
 
@@ -31,8 +31,15 @@ class DetachRootDisk(HostTask):
 class AttachRootDiskToRescueVM(HostTask):
     """Attach the root disk to the rescue VM as a secondary SCSI disk; revert detaches it."""
 
-    def execute(self, rescue_vm: str, original: dict[str, Any]) -> None:
-        self.host.attach_secondary_disk(rescue_vm, config(original).root_disk.path)
+    def execute(self, rescue_vm: str, original: dict[str, Any],
+                rescue_scsi_controller: str | None = None) -> None:
+        # ``rescue_scsi_controller``: None on Gen1, or from a flow recorded
+        # by a worker that did not provide it; then it is looked up.
+        record = config(original)
+        self.host.attach_disk(
+            rescue_vm, layout.rescue_vm_drive(record.generation, "root_disk",
+                                              record.root_disk.path),
+            controller=rescue_scsi_controller)
 
     def revert(self, rescue_vm: str, original: dict[str, Any], **kwargs: Any) -> None:
         if self.host.vm_exists(rescue_vm):

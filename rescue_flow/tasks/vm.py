@@ -65,14 +65,19 @@ class AttachRescueDisk(HostTask):
 
     Gen1 boots from IDE 0:0 (hard disk first); Gen2 from SCSI 0:0, with the
     boot order set explicitly, so the VM does not try the network first.
+    Provides the rescue VM's SCSI controller when it used it (Gen2), so the
+    next attaches to it do not look it up again.
     """
 
-    def execute(self, rescue_vm: str, rescue_disk: str, original: dict[str, Any]) -> None:
+    default_provides = "rescue_scsi_controller"
+
+    def execute(self, rescue_vm: str, rescue_disk: str,
+                original: dict[str, Any]) -> str | None:
         generation = config(original).generation
-        controller = records.CTRL_IDE if generation == records.GEN1 else records.CTRL_SCSI
-        self.host.attach_disk(rescue_vm,
-                              records.DiskAttachment(rescue_disk, controller, 0, 0))
+        drive = layout.rescue_vm_drive(generation, "rescue_disk", rescue_disk)
+        controller = self.host.attach_disk(rescue_vm, drive)
         self.host.boot_from_disk(rescue_vm, generation, rescue_disk)
+        return controller if drive.controller_type == records.CTRL_SCSI else None
 
     def revert(self, original: dict[str, Any], rescue_disk: str, **kwargs: Any) -> None:
         rescue_vm = layout.rescue_vm_name(config(original).name)

@@ -67,7 +67,6 @@ def _gen2_instance(vm):
     vm.get_vm_summary_info.return_value = {
         "NumberOfProcessors": 2, "EnabledState": constants.HYPERV_VM_STATE_ENABLED}
     vm.get_vm_storage_paths.return_value = ([CONFIG_DRIVE, ROOT], [])
-    vm.get_vm_dvd_disk_paths.return_value = [CONFIG_DRIVE]
     slots = {ROOT: 0, CONFIG_DRIVE: 1}
     vm.get_disk_attachment_info.side_effect = lambda path, is_physical: {
         "controller_type": constants.CTRL_TYPE_SCSI, "controller_addr": 0,
@@ -102,7 +101,6 @@ def test_read_vm_config_marks_passthrough_volumes(host, utils):
     vm = utils["vmutils"]
     _gen2_instance(vm)
     vm.get_vm_storage_paths.return_value = ([], ["\\\\?\\PhysicalDrive3"])
-    vm.get_vm_dvd_disk_paths.return_value = []
     vm.get_disk_attachment_info.side_effect = None
     vm.get_disk_attachment_info.return_value = {
         "controller_type": "SCSI", "controller_addr": 0, "controller_slot": 0,
@@ -302,17 +300,19 @@ def test_detach_held_disk_detaches_without_looking_at_the_owner(host, utils):
         "vm", "/inst/vm/root.vhdx", is_physical=False)
 
 
-def test_attach_secondary_disk_takes_the_first_free_scsi_slot(host, utils):
+def test_attach_disk_looks_the_controller_up_once_and_hands_it_back(host, utils):
     vm = utils["vmutils"]
-    vm.get_vm_storage_paths.return_value = ([], [])
     vm.get_vm_scsi_controller.return_value = "scsi0"
-    vm.get_free_controller_slot.return_value = 1
+    root = records.DiskAttachment("/inst/vm/root.vhdx", "SCSI", 0, 1)
 
-    disk = host.attach_secondary_disk("vm-rescue", "/inst/vm/root.vhdx")
+    used = host.attach_disk("vm-rescue", records.DiskAttachment("/inst/r.vhdx", "SCSI", 0, 0))
+    host.attach_disk("vm-rescue", root, controller=used)
 
-    assert disk == records.DiskAttachment("/inst/vm/root.vhdx", "SCSI", 0, 1)
-    vm.attach_drive.assert_called_once_with("vm-rescue", "/inst/vm/root.vhdx", "scsi0", 1,
-                                            drive_type=constants.DISK)
+    assert used == "scsi0"
+    vm.get_vm_scsi_controller.assert_called_once_with("vm-rescue")
+    vm.get_free_controller_slot.assert_not_called()
+    vm.attach_drive.assert_called_with("vm-rescue", "/inst/vm/root.vhdx", "scsi0", 1,
+                                       drive_type=constants.DISK)
 
 
 def test_create_vm_completes_a_half_created_vm(host, utils):
@@ -410,3 +410,15 @@ def test_a_switch_that_exists_but_fails_its_port_lookup_fails_the_read(host, uti
 
     with pytest.raises(exceptions.HyperVObjectNotFound):
         host.read_vm_config("instance-00000001")
+
+
+@pytest.mark.parametrize(("path", "drive_type"), [
+    ("C:\\OpenStack\\Instances\\vm\\configdrive.ISO", records.DRIVE_DVD),
+    ("C:\\OpenStack\\Instances\\vm\\configdrive.vhd", records.DRIVE_DISK),
+    ("C:\\OpenStack\\Instances\\vm\\root.vhdx", records.DRIVE_DISK),
+    ("/inst/vm/seed.iso", records.DRIVE_DVD),
+])
+def test_a_drive_type_is_told_by_the_extension_as_hyper_v_allows(path, drive_type):
+    # Hyper-V takes only ISO files in a DVD drive and only VHD(X) in a hard
+    # drive, so the record needs no get_vm_dvd_disk_paths query.
+    assert records.drive_type_of(path) == drive_type
