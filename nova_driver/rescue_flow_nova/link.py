@@ -115,10 +115,11 @@ def kombu_ssl(conf: Any, transport_url: str | None) -> Any:
         try:
             params["ssl_version"] = _SSL_VERSIONS[value["ssl_version"].lower()]
         except KeyError:
+            where = "the transport URL's" if "ssl_version" in query else f"[{_RABBIT}]"
             raise InvalidBrokerSettings(
-                f"invalid [{_RABBIT}] ssl_version {value['ssl_version']!r}: this Python "
-                f"offers {', '.join(sorted(_SSL_VERSIONS))} (oslo.messaging's names; "
-                f"unset: the newest TLS both sides speak)") from None
+                f"invalid {where} ssl_version {value['ssl_version']!r}: this Python offers "
+                f"{', '.join(sorted(_SSL_VERSIONS))} (oslo.messaging's names; unset: the "
+                f"newest TLS both sides speak)") from None
     if value["ssl_key_file"]:
         params["keyfile"] = value["ssl_key_file"]
     if value["ssl_cert_file"]:

@@ -97,17 +97,18 @@ def test_without_a_url_nova_computes_default_transport_url_counts() -> None:
     assert link.kombu_ssl(conf, None) is False
 
 
-@pytest.mark.parametrize("rabbit, url", [
-    ({"ssl": True, "ssl_version": "TLSv9"}, URL),
-    ({"ssl": True}, URL + "?ssl_version=tls1.2"),
+@pytest.mark.parametrize("rabbit, url, says", [
+    ({"ssl": True, "ssl_version": "TLSv9"}, URL,
+     "invalid [oslo_messaging_rabbit] ssl_version 'TLSv9': this Python offers "),
+    ({"ssl": True}, URL + "?ssl_version=tls1.2",
+     "invalid the transport URL's ssl_version 'tls1.2': this Python offers "),
 ])
 def test_an_unknown_ssl_version_is_a_clear_error_like_oslo_messagings(
-        rabbit: dict[str, Any], url: str) -> None:
+        rabbit: dict[str, Any], url: str, says: str) -> None:
     conf = a_conf(**rabbit)
-    with pytest.raises(link.InvalidBrokerSettings,
-                       match=r"invalid \[oslo_messaging_rabbit\] ssl_version '(TLSv9|tls1\.2)': "
-                       r"this Python offers .*tlsv1_2"):
+    with pytest.raises(link.InvalidBrokerSettings) as caught:
         link.kombu_ssl(conf, url)
+    assert str(caught.value).startswith(says) and "tlsv1_2" in str(caught.value)
     with pytest.raises(RuntimeError, match="Invalid SSL version"):
         oslo_messagings_params(conf, url)
 
