@@ -6,6 +6,11 @@ such tests are skipped, unless the ``CI`` environment variable is set, where
 they fail: CI (``.ci/run``) starts RabbitMQ and exports its URL in
 ``RESCUE_FLOW_RABBIT_URL``.
 
+TLS broker tests: ask for ``rabbit_tls`` (the ``rabbitmq`` marker comes with
+it); the same rule, for the broker at ``RESCUE_FLOW_RABBIT_TLS_URL`` whose
+certificate the CA file ``RESCUE_FLOW_RABBIT_TLS_CA`` signed (``.ci/run``
+starts one).
+
 Database tests: ask for ``db_url`` to run once on SQLite and once on
 PostgreSQL, each time on an empty database of the test's own. PostgreSQL
 follows the broker's rule (skipped without a server, required under CI); CI
@@ -23,6 +28,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -75,8 +81,10 @@ def _amqp_urls(transport_url: str) -> list[str]:
     return urls
 
 
-def probe_rabbit(transport_url: str, timeout: float) -> tuple[str | None, str]:
-    """Connect to each host of ``transport_url`` until one accepts.
+def probe_rabbit(transport_url: str, timeout: float,
+                 ssl: Any = False) -> tuple[str | None, str]:
+    """Connect to each host of ``transport_url`` (with kombu's ``ssl``
+    argument) until one accepts.
 
     Returns ``(kombu URL of that host, "")``, or ``(None, last error)`` once
     ``timeout`` seconds have passed (one round when it is 0).
@@ -87,7 +95,7 @@ def probe_rabbit(transport_url: str, timeout: float) -> tuple[str | None, str]:
     while True:
         error = "no host in URL"
         for url in _amqp_urls(transport_url):
-            conn = kombu.Connection(url, connect_timeout=2)
+            conn = kombu.Connection(url, connect_timeout=2, ssl=ssl)
             try:
                 conn.connect()
                 return url, ""
@@ -123,6 +131,28 @@ def rabbit_amqp_url(_rabbit_broker: tuple[str, str]) -> str:
     """The same broker as a kombu URL (``amqp://...``), to inspect or delete
     queues and exchanges directly."""
     return _rabbit_broker[1]
+
+
+RABBIT_TLS_URL_ENV = "RESCUE_FLOW_RABBIT_TLS_URL"
+RABBIT_TLS_CA_ENV = "RESCUE_FLOW_RABBIT_TLS_CA"
+
+
+@pytest.fixture(scope="session")
+def rabbit_tls() -> tuple[str, str]:
+    """``(oslo.messaging URL, CA file)`` of a reachable RabbitMQ that speaks
+    only TLS: ``RESCUE_FLOW_RABBIT_TLS_URL`` (``...?ssl=1``) and
+    ``RESCUE_FLOW_RABBIT_TLS_CA``; no default."""
+    import ssl
+
+    url, ca = os.environ.get(RABBIT_TLS_URL_ENV), os.environ.get(RABBIT_TLS_CA_ENV)
+    if not (url and ca):
+        skip_or_fail(f"no RabbitMQ with TLS: {RABBIT_TLS_URL_ENV} and {RABBIT_TLS_CA_ENV} "
+                     "are unset (.ci/run sets them)")
+    amqp_url, error = probe_rabbit(url, timeout=15.0 if in_ci() else 0.0,
+                                   ssl={"ca_certs": ca, "cert_reqs": ssl.CERT_REQUIRED})
+    if amqp_url is None:
+        skip_or_fail(f"no RabbitMQ with TLS at {url} ({RABBIT_TLS_URL_ENV}, CA {ca}): {error}")
+    return url, ca
 
 
 @pytest.fixture
@@ -240,7 +270,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.get_closest_marker("rabbitmq") is not None:
             if "rabbit_url" not in fixturenames:
                 fixturenames.insert(0, "rabbit_url")
-        elif {"rabbit_url", "rabbit_amqp_url"} & set(fixturenames):
+        elif {"rabbit_url", "rabbit_amqp_url", "rabbit_tls"} & set(fixturenames):
             item.add_marker(pytest.mark.rabbitmq)
         if item.get_closest_marker("postgresql") is not None:
             if "db_url" not in fixturenames and not _POSTGRES_FIXTURES & set(fixturenames):

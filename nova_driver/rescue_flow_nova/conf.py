@@ -18,7 +18,10 @@ OPTS = [
         secret=True,
         help="Broker of the host's rescue-flow worker, as an oslo.messaging URL "
         "(rabbit://user:pass@host:5672/vhost). Unset: nova-compute's own "
-        "[DEFAULT] transport_url.",
+        "[DEFAULT] transport_url. TLS as for nova-compute's own transport: "
+        "[oslo_messaging_rabbit] ssl, ssl_ca_file, ssl_cert_file, ssl_key_file "
+        "and ssl_version, or the same names in the URL's query "
+        "(rabbit://user:pass@host:5671/?ssl=1).",
     ),
     cfg.StrOpt(
         "exchange",

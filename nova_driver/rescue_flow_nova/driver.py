@@ -88,9 +88,12 @@ class RescueFlowMixin:
     def _rescue_flow_link(self, host: str | None = None) -> link.WorkerLink:
         """The line to the worker of ``host`` (this nova-compute's by default)."""
         group = CONF[rf_conf.GROUP]
-        url = link.kombu_url(CONF, group.transport_url or CONF.transport_url)
-        return link.WorkerLink(url, group.exchange, group.requests_topic,
-                               group.results_topic, host or self._rescue_flow_host)
+        transport_url = group.transport_url or CONF.transport_url
+        # TLS as nova-compute's own transport: [oslo_messaging_rabbit], ?ssl=1.
+        return link.WorkerLink(link.kombu_url(CONF, transport_url), group.exchange,
+                               group.requests_topic, group.results_topic,
+                               host or self._rescue_flow_host,
+                               ssl=link.kombu_ssl(CONF, transport_url))
 
     def _rescue_flow_name(self) -> str:
         return f"{type(self).__module__}.{type(self).__name__}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ import kombu
 import oslo_messaging
 from amqp import exceptions as amqp_exc
 from kombu import exceptions as kombu_exc
+from oslo_messaging import opts as om_opts
 
 from rescue_flow_nova import protocol
 
@@ -45,6 +47,10 @@ class WorkerTimedOut(Exception):
     """The worker did not report within the driver's timeout."""
 
 
+class InvalidBrokerSettings(WorkerUnavailable):
+    """nova.conf's broker settings cannot be used; nothing was sent."""
+
+
 def kombu_url(conf: Any, transport_url: str | None) -> str:
     """An oslo.messaging URL as kombu URLs (several hosts joined with ';')."""
     url = oslo_messaging.TransportURL.parse(conf, transport_url)
@@ -54,17 +60,83 @@ def kombu_url(conf: Any, transport_url: str | None) -> str:
         auth = quote(host.username or "", safe="")
         if host.password:
             auth += ":" + quote(host.password, safe="")
+        # 5672 also with TLS, as oslo.messaging writes it: kombu's 5671
+        # applies only to a URL without a port, and oslo.messaging never
+        # hands kombu one.
         urls.append(f"{scheme}://{auth + '@' if auth else ''}{host.hostname}:"
                     f"{host.port or 5672}/{quote(url.virtual_host or '', safe='')}")
     return ";".join(urls) or f"{scheme}://guest:guest@localhost:5672/"
+
+
+# kombu's ``ssl`` argument, as oslo.messaging's rabbit driver computes it
+# (impl_rabbit.Connection._fetch_ssl_params, oslo.messaging 14.2.5 of the
+# 2023.1 constraints). rescue_flow.messaging.bus.kombu_ssl is the worker's
+# copy of the same rules: this package runs in nova-compute's environment and
+# must not import rescue_flow, so the two cannot share code; change both.
+_RABBIT = "oslo_messaging_rabbit"
+_SSL_OPTIONS = ("ssl", "ssl_version", "ssl_key_file", "ssl_cert_file", "ssl_ca_file")
+# impl_rabbit.Connection._SSL_PROTOCOLS: oslo.messaging's names (any case).
+_SSL_VERSIONS = {name: getattr(ssl, attr) for name, attr in (
+    ("tlsv1", "PROTOCOL_TLSv1"), ("sslv23", "PROTOCOL_SSLv23"),
+    ("sslv2", "PROTOCOL_SSLv2"), ("sslv3", "PROTOCOL_SSLv3"),
+    ("tlsv1_1", "PROTOCOL_TLSv1_1"), ("tlsv1_2", "PROTOCOL_TLSv1_2"))
+    if hasattr(ssl, attr)}
+
+
+def register_rabbit_opts(conf: Any) -> dict[str, Any]:
+    """Register oslo.messaging's own ``[oslo_messaging_rabbit]`` options on
+    ``conf`` (nova-compute's rabbit transport registers the same ones when it
+    loads; registering them again is a no-op) and return them by name."""
+    opts = [opt for group, group_opts in om_opts.list_opts() if group == _RABBIT
+            for opt in group_opts]
+    conf.register_opts(opts, group=_RABBIT)
+    return {opt.dest: opt for opt in opts}
+
+
+def kombu_ssl(conf: Any, transport_url: str | None) -> Any:
+    """kombu's ``ssl`` argument for the broker of ``transport_url``, as
+    oslo.messaging's rabbit driver makes it: from nova.conf's
+    ``[oslo_messaging_rabbit]`` ``ssl``, ``ssl_version``, ``ssl_key_file``,
+    ``ssl_cert_file`` and ``ssl_ca_file``, each overridden by the same name
+    in the URL's query (``rabbit://...?ssl=1``). False without TLS; True
+    with TLS and nothing else set; else a dict, with ``cert_reqs`` =
+    CERT_REQUIRED when a CA file is set. InvalidBrokerSettings for an
+    ``ssl_version`` oslo.messaging does not know."""
+    opts = register_rabbit_opts(conf)
+    query = oslo_messaging.TransportURL.parse(conf, transport_url).query
+    group = conf[_RABBIT]
+    # oslo.messaging's ConfigOptsProxy: a URL value, converted by the option's type.
+    value = {name: opts[name].type(query[name]) if name in query else group[name]
+             for name in _SSL_OPTIONS}
+    if not value["ssl"]:
+        return False
+    params: dict[str, Any] = {}
+    if value["ssl_version"]:
+        try:
+            params["ssl_version"] = _SSL_VERSIONS[value["ssl_version"].lower()]
+        except KeyError:
+            where = "the transport URL's" if "ssl_version" in query else f"[{_RABBIT}]"
+            raise InvalidBrokerSettings(
+                f"invalid {where} ssl_version {value['ssl_version']!r}: this Python offers "
+                f"{', '.join(sorted(_SSL_VERSIONS))} (oslo.messaging's names; unset: the "
+                f"newest TLS both sides speak)") from None
+    if value["ssl_key_file"]:
+        params["keyfile"] = value["ssl_key_file"]
+    if value["ssl_cert_file"]:
+        params["certfile"] = value["ssl_cert_file"]
+    if value["ssl_ca_file"]:
+        params["ca_certs"] = value["ssl_ca_file"]
+        params["cert_reqs"] = ssl.CERT_REQUIRED
+    return params or True
 
 
 class WorkerLink:
     """Sends this host's requests and announcements, and waits for results."""
 
     def __init__(self, url: str, exchange: str, requests_topic: str, results_topic: str,
-                 host: str, connect_timeout: float = 10.0) -> None:
+                 host: str, connect_timeout: float = 10.0, ssl: Any = False) -> None:
         self.url = url
+        self.ssl = ssl  # kombu's ssl argument: see kombu_ssl
         self.host = host
         self.results_topic = results_topic
         self.request_key = f"{protocol.request_topic(requests_topic, host)}.info"
@@ -75,7 +147,7 @@ class WorkerLink:
         self.publisher_id = f"rescue-flow-nova:{host}"
 
     def _connection(self) -> kombu.Connection:
-        return kombu.Connection(self.url, connect_timeout=self.connect_timeout,
+        return kombu.Connection(self.url, ssl=self.ssl, connect_timeout=self.connect_timeout,
                                 transport_options={"confirm_publish": True})
 
     def _consumers(self, connection: kombu.Connection) -> int:

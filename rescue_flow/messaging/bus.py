@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -161,14 +162,55 @@ def kombu_url(conf: cfg.ConfigOpts, transport: str | None = None) -> str:
     return ";".join(urls)
 
 
-def kombu_ssl(conf: cfg.ConfigOpts) -> Any:
-    """kombu's ``ssl`` argument from ``[oslo_messaging_rabbit]``."""
-    rabbit = conf[_RABBIT]
-    if not rabbit.ssl:
+# kombu's ``ssl`` argument as oslo.messaging's rabbit driver computes it
+# (impl_rabbit.Connection._fetch_ssl_params). The Nova driver's
+# rescue_flow_nova.link.kombu_ssl is the same rules: it runs in nova-compute's
+# environment, which has no rescue_flow, so the two cannot share code; change
+# both. These are oslo.messaging 14.2.5's rules (Nova 2023.1's); 18.x also
+# passes server_hostname with a CA file, which verifies the broker's name.
+_SSL_OPTIONS = ("ssl", "ssl_version", "ssl_key_file", "ssl_cert_file", "ssl_ca_file")
+# impl_rabbit.Connection._SSL_PROTOCOLS: oslo.messaging's names (any case).
+_SSL_VERSIONS = {name: getattr(ssl, attr) for name, attr in (
+    ("tlsv1", "PROTOCOL_TLSv1"), ("sslv23", "PROTOCOL_SSLv23"),
+    ("sslv2", "PROTOCOL_SSLv2"), ("sslv3", "PROTOCOL_SSLv3"),
+    ("tlsv1_1", "PROTOCOL_TLSv1_1"), ("tlsv1_2", "PROTOCOL_TLSv1_2"))
+    if hasattr(ssl, attr)}
+
+
+def kombu_ssl(conf: cfg.ConfigOpts, transport: str | None = None) -> Any:
+    """kombu's ``ssl`` argument for the broker of :func:`rescue_transport`
+    (or of the oslo.messaging URL ``transport``): ``[oslo_messaging_rabbit]``
+    ``ssl``, ``ssl_version``, ``ssl_key_file``, ``ssl_cert_file`` and
+    ``ssl_ca_file``, each overridden by the same name in the URL's query
+    (``?ssl=1``), as oslo.messaging reads them. False without TLS; True with
+    TLS and nothing else set; else a dict, with ``cert_reqs`` = CERT_REQUIRED
+    when a CA file is set. ValueError for an unknown ``ssl_version``."""
+    register_opts(conf)
+    query = oslo_messaging.TransportURL.parse(conf, transport or transport_url(conf)).query
+    opts = {opt.dest: opt for group, group_opts in om_opts.list_opts() if group == _RABBIT
+            for opt in group_opts}
+    # oslo.messaging's ConfigOptsProxy: a URL value, converted by the option's type.
+    value = {name: opts[name].type(query[name]) if name in query else conf[_RABBIT][name]
+             for name in _SSL_OPTIONS}
+    if not value["ssl"]:
         return False
-    params = {key: value for key, value in (
-        ("keyfile", rabbit.ssl_key_file), ("certfile", rabbit.ssl_cert_file),
-        ("ca_certs", rabbit.ssl_ca_file)) if value}
+    params: dict[str, Any] = {}
+    if value["ssl_version"]:
+        try:
+            params["ssl_version"] = _SSL_VERSIONS[value["ssl_version"].lower()]
+        except KeyError:
+            where = "the transport URL's" if "ssl_version" in query else f"[{_RABBIT}]"
+            raise ValueError(
+                f"invalid {where} ssl_version {value['ssl_version']!r}: this Python offers "
+                f"{', '.join(sorted(_SSL_VERSIONS))} (oslo.messaging's names; unset: the "
+                f"newest TLS both sides speak)") from None
+    if value["ssl_key_file"]:
+        params["keyfile"] = value["ssl_key_file"]
+    if value["ssl_cert_file"]:
+        params["certfile"] = value["ssl_cert_file"]
+    if value["ssl_ca_file"]:
+        params["ca_certs"] = value["ssl_ca_file"]
+        params["cert_reqs"] = ssl.CERT_REQUIRED
     return params or True
 
 

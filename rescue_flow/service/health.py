@@ -111,6 +111,11 @@ def config_problems(conf: Any) -> list[str]:
         if driver not in _transport_drivers():
             found.append(f"{option}: no transport {driver!r} (there are "
                          f"{', '.join(sorted(_transport_drivers()))})")
+            continue
+        try:  # TLS settings, as the broker connections will read them
+            bus.kombu_ssl(conf, url)
+        except ValueError as exc:
+            found.append(f"{option}: {exc}")
     found += _database_url_problems(conf.persistence.connection)
     return found
 
@@ -150,23 +155,24 @@ def _transport_drivers() -> set[str]:
 
 
 def check_broker(conf: Any) -> str:
-    found = _reach(conf, bus.kombu_url(conf))
+    found = _reach(bus.kombu_url(conf), bus.kombu_ssl(conf))
     if conf.nova.enabled and not conf.nova.transport_url:
         found += "; also Nova's ([nova] transport_url is unset)"
     return found
 
 
 def check_nova_broker(conf: Any) -> str:
-    return _reach(conf, bus.kombu_url(conf, conf.nova.transport_url))
+    return _reach(bus.kombu_url(conf, conf.nova.transport_url),
+                  bus.kombu_ssl(conf, conf.nova.transport_url))
 
 
-def _reach(conf: Any, urls: str) -> str:
+def _reach(urls: str, ssl: Any) -> str:
     """Connect to each host of a failover list; ok when one answers."""
     if urls.startswith("memory:"):
         return "kombu's in-process memory transport (for tests and the demo)"
     reached, failed = [], []
     for url in urls.split(";"):
-        connection = kombu.Connection(url, ssl=bus.kombu_ssl(conf),
+        connection = kombu.Connection(url, ssl=ssl,
                                       connect_timeout=CONNECT_TIMEOUT)
         shown = connection.as_uri()  # the password masked
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 from unittest import mock
 
@@ -12,6 +13,7 @@ from rescue_flow import config, exceptions
 from rescue_flow.messaging import bus, protocol
 from rescue_flow.outcome import Outcome, Result
 from rescue_flow.requests import Request
+from rescue_flow.service import health
 
 UUID = "3f1c9a52-7b3e-4d8a-9e21-5a6b7c8d9e01"
 
@@ -203,6 +205,58 @@ def test_kombu_urls_follow_the_transport_url(url: str, kombu: str) -> None:
     conf = _conf()
     conf.set_override("transport_url", url)
     assert bus.kombu_url(conf) == kombu
+
+
+URL = "rabbit://rf:secret@mq1:5672/"
+CA = {"ca_certs": "/etc/ca.pem", "cert_reqs": ssl.CERT_REQUIRED}
+
+
+@pytest.mark.parametrize("rabbit, url, expected", [
+    # (rescue-flow.conf [oslo_messaging_rabbit], transport URL, kombu's ssl):
+    # oslo.messaging 14.2.5's _fetch_ssl_params, as rescue_flow_nova.link.kombu_ssl.
+    ({}, URL, False),
+    ({"ssl_ca_file": "/etc/ca.pem", "ssl_version": "nonsense"}, URL, False),
+    ({"ssl": True}, URL, True),
+    ({"ssl": True, "ssl_ca_file": "/etc/ca.pem"}, URL, CA),
+    ({"ssl": True, "ssl_cert_file": "/etc/c.pem", "ssl_key_file": "/etc/k.pem"}, URL,
+     {"certfile": "/etc/c.pem", "keyfile": "/etc/k.pem"}),
+    ({"ssl": True, "ssl_version": "TLSv1_2", "ssl_ca_file": "/etc/ca.pem"}, URL,
+     {"ssl_version": ssl.PROTOCOL_TLSv1_2, **CA}),
+    ({"ssl": True, "ssl_version": "sslv23"}, URL, {"ssl_version": ssl.PROTOCOL_SSLv23}),
+    # The URL's query overrides the file, as oslo.messaging's ConfigOptsProxy does.
+    ({}, URL + "?ssl=1", True),
+    ({"ssl": True}, URL + "?ssl=false", False),
+    ({"ssl_ca_file": "/etc/ca.pem"}, URL + "?ssl=true", CA),
+    ({"ssl": True}, URL + "?ssl_ca_file=/etc/ca.pem", CA),
+])
+def test_kombu_tls_follows_oslo_messagings_rules(
+        rabbit: dict[str, Any], url: str, expected: Any) -> None:
+    conf = _conf()
+    for name, value in rabbit.items():
+        conf.set_override(name, value, group="oslo_messaging_rabbit")
+    conf.set_override("transport_url", url)
+    got = bus.kombu_ssl(conf)
+    assert got == expected and type(got) is type(expected)
+    conf.set_override("transport_url", "rabbit://other:5672/?ssl=0")
+    assert bus.kombu_ssl(conf, url) == expected  # the URL given, not the worker's own
+
+
+def test_an_unknown_ssl_version_is_a_config_problem() -> None:
+    conf = _conf()
+    conf.set_override("ssl", True, group="oslo_messaging_rabbit")
+    conf.set_override("ssl_version", "TLSv9", group="oslo_messaging_rabbit")
+    conf.set_override("transport_url", URL)
+    with pytest.raises(ValueError, match=r"^invalid \[oslo_messaging_rabbit\] ssl_version "
+                       r"'TLSv9': this Python offers .*tlsv1_2"):
+        bus.kombu_ssl(conf)
+    conf.set_override("transport_url", URL + "?ssl_version=tls9", group="nova")
+    assert [problem for problem in health.config_problems(conf) if "ssl_version" in problem] == [
+        "[DEFAULT] transport_url: invalid [oslo_messaging_rabbit] ssl_version 'TLSv9': "
+        "this Python offers " + ", ".join(sorted(bus._SSL_VERSIONS)) +
+        " (oslo.messaging's names; unset: the newest TLS both sides speak)",
+        "[nova] transport_url: invalid the transport URL's ssl_version 'tls9': "
+        "this Python offers " + ", ".join(sorted(bus._SSL_VERSIONS)) +
+        " (oslo.messaging's names; unset: the newest TLS both sides speak)"]
 
 
 def test_the_publisher_raises_when_the_broker_refuses_unlike_a_notifier() -> None:
