@@ -61,13 +61,17 @@ def ensure_inside(instances_path: str, path: str, what: str) -> str:
     return candidate
 
 
-def cached_image_candidates(instances_path: str, image_id: str) -> list[str]:
-    """The paths the image cache may hold ``image_id`` at, VHDX first."""
+def cached_image_candidates(instances_path: str, image_id: str,
+                            generation: int = records.GEN2) -> list[str]:
+    """The paths the image cache may hold ``image_id`` at, the likelier first
+    (each look is a query on Windows): VHDX for Gen2, which boots nothing
+    else, VHD for Gen1, whose images mostly are."""
     paths: Any = path_module(instances_path)
+    extensions = DISK_EXTENSIONS if generation == records.GEN2 else DISK_EXTENSIONS[::-1]
     return [ensure_inside(instances_path,
                           paths.join(instances_path, IMAGE_CACHE_DIR, image_id + ext),
                           "rescue image")
-            for ext in DISK_EXTENSIONS]
+            for ext in extensions]
 
 
 def rescue_disk_path(instances_path: str, instance_dir: str, image_format: str) -> str:

@@ -55,7 +55,7 @@ def validate_rescue(host: HyperVHost, instance_uuid: str, image_id: str | None,
     _check_rescue_vm_name_free(host, instance_uuid, instance_vm, notes)
     if image_id is None:
         image_id = _own_image(host, config)
-    image_path = _cached_image(host, image_id)
+    image_path = _cached_image(host, image_id, config.generation)
     # os-win's get_vhd_format answers from the extension for .vhd and .vhdx,
     # the only names the cache is searched for: no need to ask it.
     image_format = host.paths.splitext(image_path)[1][1:].upper()
@@ -120,8 +120,8 @@ def _check_rescue_vm_name_free(host: HyperVHost, instance_uuid: str,
             f"a VM named {name} exists and is not this instance's rescue VM")
 
 
-def _cached_image(host: HyperVHost, image_id: str) -> str:
-    candidates = layout.cached_image_candidates(host.instances_path, image_id)
+def _cached_image(host: HyperVHost, image_id: str, generation: int) -> str:
+    candidates = layout.cached_image_candidates(host.instances_path, image_id, generation)
     for path in candidates:
         if host.file_exists(path):
             return path

@@ -75,3 +75,18 @@ def test_a_leftover_rescue_disk_is_cleaned_up_before_a_new_rescue(site):
     assert again.outcome is Outcome.SUCCESS, again.reason
     assert site.unrescue(GEN1_UUID).outcome is Outcome.SUCCESS
     assert site.view() == before
+
+
+def test_a_gen1_instance_is_rescued_from_a_vhdx_image_too(site):
+    # A Gen1 VM boots VHD or VHDX; the cache is searched for VHD first (the
+    # likelier), then VHDX, and the rescue disk takes the image's format.
+    site.sim.add_vm("instance-00000001", GEN1_UUID, GEN1_IMAGE)
+    before = site.view()
+
+    result = site.rescue(GEN1_UUID, GEN2_IMAGE)
+
+    assert result.outcome is Outcome.SUCCESS, result.reason
+    rescue_disks = [path for path in site.sim.view()["files"] if "root-rescue" in path]
+    assert [path.lower().rsplit(".", 1)[1] for path in rescue_disks] == ["vhdx"]
+    assert site.unrescue(GEN1_UUID).outcome is Outcome.SUCCESS
+    assert site.view() == before
