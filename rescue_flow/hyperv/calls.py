@@ -44,6 +44,15 @@ OSWIN_RETRIED_METHODS = frozenset({
 })
 
 
+# Methods that are not safe to call twice: Hyper-V makes a second VM, NIC or
+# SCSI controller (names need not be unique), or refuses to remove a NIC
+# that is gone. Their transient failure may come after Hyper-V did the job
+# (the WMI connection dropped once it ran), so they are not called again
+# blindly here: the host's operation looks first (HyperVHost._change_once).
+LOOK_BEFORE_RETRY_METHODS = frozenset({"create_vm", "create_nic", "create_scsi_controller",
+                                       "destroy_nic"})
+
+
 class RetryPolicy:
     """How many attempts a call gets, and how long to wait between them."""
 
@@ -62,13 +71,19 @@ class RetryPolicy:
                    conf.retry.initial_backoff, conf.retry.max_backoff)
 
     def attempts_for(self, method: str) -> int:
+        if method in LOOK_BEFORE_RETRY_METHODS:
+            return 1
         if method in OSWIN_RETRIED_METHODS:
             return self.attempts_for_oswin_retried
         return self.attempts
 
     def retrying(self, method: str) -> tenacity.Retrying:
+        return self.on_transient(self.attempts_for(method))
+
+    def on_transient(self, attempts: int) -> tenacity.Retrying:
+        """``attempts`` tries, again only after a transient error."""
         return tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.attempts_for(method)),
+            stop=tenacity.stop_after_attempt(attempts),
             wait=tenacity.wait_exponential(multiplier=self.initial_backoff,
                                            max=self.max_backoff),
             retry=tenacity.retry_if_exception_type(rf_exc.TransientHyperVError),
@@ -79,12 +94,15 @@ class RetryPolicy:
 
 
     def until_done(self) -> tenacity.Retrying:
-        """Retry any error, ``attempts`` times: for steps that cannot be reverted."""
+        """Retry any error but a transient one, ``attempts`` times: for steps
+        that cannot be reverted. A transient error reaching here has had its
+        retries in the call already; retrying it again would multiply them
+        (``attempts`` squared calls, minutes of backoff)."""
         return tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.attempts),
             wait=tenacity.wait_exponential(multiplier=self.initial_backoff,
                                            max=self.max_backoff),
-            retry=tenacity.retry_if_exception_type(Exception),
+            retry=tenacity.retry_if_not_exception_type(rf_exc.TransientHyperVError),
             sleep=self.sleep, before_sleep=_log_cleanup_retry, reraise=True)
 
 

@@ -45,10 +45,22 @@ class HyperVHost(HostReader):
 
     def until_done(self, action: Callable[[], None]) -> None:
         """Run ``action`` until it succeeds, ``[retry] attempts`` times at most,
-        whatever it raises (then the last error): for irreversible steps."""
+        whatever it raises but a transient error, already retried by the
+        call (then the last error): for irreversible steps."""
         for attempt in self._call.policy.until_done():
             with attempt:
                 action()
+
+    def _change_once(self, done: Callable[[], bool], utils: Any, method: str,
+                     *args: Any, **kwargs: Any) -> None:
+        """Call ``method``, which is not safe to call twice
+        (calls.LOOK_BEFORE_RETRY_METHODS); after a transient failure, call
+        it again only when ``done()`` shows the first call did not do it."""
+        for attempt in self._call.policy.on_transient(self._call.policy.attempts):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1 and done():
+                    return
+                self._call(utils, method, *args, **kwargs)
 
     # Power -------------------------------------------------------------
 
@@ -141,11 +153,15 @@ class HyperVHost(HostReader):
         """
         created = not self.vm_exists(vm_name)
         if created:
-            self._call(self._vm, "create_vm", vm_name, False, generation, config_dir,
-                       notes=notes)
+            self._change_once(lambda: self.vm_exists(vm_name), self._vm, "create_vm",
+                              vm_name, False, generation, config_dir, notes=notes)
         self._call(self._vm, "update_vm", vm_name, memory_mb, 0, vcpus, 0, False, 1.0)
-        if created or self._call(self._vm, "get_vm_scsi_controller", vm_name) is None:
-            self._call(self._vm, "create_scsi_controller", vm_name)
+        if created or self._scsi_controller(vm_name) is None:
+            self._change_once(lambda: self._scsi_controller(vm_name) is not None,
+                              self._vm, "create_scsi_controller", vm_name)
+
+    def _scsi_controller(self, vm_name: str) -> Any:
+        return self._call(self._vm, "get_vm_scsi_controller", vm_name)
 
     def enable_secure_boot(self, vm_name: str, msft_ca_required: bool) -> None:
         """Secure Boot on, with the Microsoft UEFI CA template for non-Windows
@@ -220,12 +236,16 @@ class HyperVHost(HostReader):
     # NICs --------------------------------------------------------------
 
     def add_nic(self, vm_name: str, nic: records.Nic) -> None:
-        if nic.name not in self._call(self._vm, "get_vm_nic_names", vm_name):
-            self._call(self._vm, "create_nic", vm_name, nic.name, nic.mac)
+        if nic.name not in self._nic_names(vm_name):
+            self._change_once(lambda: nic.name in self._nic_names(vm_name),
+                              self._vm, "create_nic", vm_name, nic.name, nic.mac)
         if nic.switch:
             self._call(self._net, "connect_vnic_to_vswitch", nic.switch, nic.name)
 
     def remove_nic(self, vm_name: str, nic_name: str) -> None:
-        if self.vm_exists(vm_name) and \
-                nic_name in self._call(self._vm, "get_vm_nic_names", vm_name):
-            self._call(self._vm, "destroy_nic", vm_name, nic_name)
+        if self.vm_exists(vm_name) and nic_name in self._nic_names(vm_name):
+            self._change_once(lambda: nic_name not in self._nic_names(vm_name),
+                              self._vm, "destroy_nic", vm_name, nic_name)
+
+    def _nic_names(self, vm_name: str) -> list[str]:
+        return list(self._call(self._vm, "get_vm_nic_names", vm_name))

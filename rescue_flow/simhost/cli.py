@@ -219,7 +219,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--mode", choices=faults.MODES, required=True,
                    help="permanent or transient: the call fails (transient ones "
                    "are retried); crash-before or crash-after: the calling process "
-                   "ends before or after the call takes effect")
+                   "ends before or after the call takes effect; lost-answer: the "
+                   "call takes effect, then fails as a transient one")
     p.add_argument("--after", type=_count, default=0, metavar="N",
                    help="calls that still succeed first (default 0)")
     p.add_argument("--times", type=_count, default=None, metavar="N",

@@ -90,6 +90,10 @@ class Engine:
             tx.commit(state.touched)
         if mode == faults.CRASH_AFTER:
             _crash(tx)
+        if mode == faults.LOST_ANSWER:
+            if oserrors.never_raises(method):
+                return oserrors.fallback(method)
+            raise faults.error_for(method, mode)
         if fresh_result:
             if store.VERIFY_TOUCHED:
                 _check_shares_nothing(method, result, tx.data)

@@ -29,7 +29,11 @@ PERMANENT = "permanent"
 TRANSIENT = "transient"
 CRASH_BEFORE = "crash-before"
 CRASH_AFTER = "crash-after"
-MODES = (PERMANENT, TRANSIENT, CRASH_BEFORE, CRASH_AFTER)
+# The call takes effect, then its caller gets the transient error: WMI's
+# connection dropped after Hyper-V ran the job (RPC_S_SERVER_UNAVAILABLE).
+# A caller that simply calls again makes the change twice.
+LOST_ANSWER = "lost-answer"
+MODES = (PERMANENT, TRANSIENT, CRASH_BEFORE, CRASH_AFTER, LOST_ANSWER)
 
 # The exit status of a process killed by a crash fault: distinctive, so a
 # test can tell a simulated crash from a real one.
@@ -94,4 +98,4 @@ def consume(data: dict[str, Any], method: str) -> tuple[bool, str | None]:
 
 def error_for(method: str, mode: str) -> BaseException:
     """What os-win raises for ``method`` when it fails (rescue_flow.simhost.oserrors)."""
-    return oserrors.fault_error(method, transient=mode == TRANSIENT)
+    return oserrors.fault_error(method, transient=mode in (TRANSIENT, LOST_ANSWER))

@@ -1,8 +1,8 @@
 """Random fault schedules: whatever fails, and however often, the invariants hold.
 
-Hypothesis arms one to three faults (any method the flows call, permanent or
-transient, after any number of good calls, for one call or for good) and runs
-a rescue, then an unrescue. After each run the host is in one of the states
+Hypothesis arms one to three faults (any method the flows call, permanent,
+transient or a lost answer, after any number of good calls, for one call or
+for good) and runs a rescue, then an unrescue. After each run the host is in one of the states
 the design allows, never half-way:
 
 - rescue succeeded: the instance is off and a rescue VM runs with its root disk;
@@ -39,7 +39,8 @@ METHODS = ["list_instance_notes", "get_vm_storage_paths", "get_vm_state", "set_v
            "remove", "exists", "get_disk_attachment_info", "vm_exists"]
 
 faults = st.lists(
-    st.tuples(st.sampled_from(METHODS), st.sampled_from(["permanent", "transient"]),
+    st.tuples(st.sampled_from(METHODS),
+              st.sampled_from(["permanent", "transient", "lost-answer"]),
               st.integers(min_value=0, max_value=6),
               st.sampled_from([1, 2, 3, None])),
     min_size=1, max_size=3, unique_by=lambda fault: fault[0])

@@ -202,6 +202,66 @@ def test_transient_errors_are_retried_with_backoff_then_succeed(host, utils, sle
     assert sleeps == [1, 2]
 
 
+def test_a_vm_made_by_a_call_whose_answer_was_lost_is_not_made_again(host, utils, sleeps):
+    # The job ran, then WMI's connection dropped: Hyper-V would make a
+    # second VM of the same name if create_vm were simply called again.
+    vm = utils["vmutils"]
+    vm.create_vm.side_effect = _wmi_job_failed()
+    vm.vm_exists.side_effect = [False, True]
+
+    host.create_vm("vm-rescue", 1, 512, 1, "/inst/vm", ["note"])
+
+    vm.create_vm.assert_called_once()
+    vm.create_scsi_controller.assert_called_once_with("vm-rescue")
+    assert sleeps == [1]
+
+
+@pytest.mark.parametrize(("names_after_failure", "calls"), [
+    (["nic-a-rescue"], 1),  # the answer was lost: the NIC is there
+    ([], 2),                # the call failed: make it again
+])
+def test_a_nic_is_made_again_only_when_the_failed_call_did_not_make_it(
+        host, utils, names_after_failure, calls):
+    vm = utils["vmutils"]
+    vm.get_vm_nic_names.side_effect = [[], names_after_failure]
+    vm.create_nic.side_effect = [_wmi_job_failed(), None]
+
+    host.add_nic("vm-rescue", records.Nic("nic-a-rescue", "FA:16:3E:00:00:01", None))
+
+    assert vm.create_nic.call_count == calls
+
+
+def test_a_nic_removed_by_a_call_whose_answer_was_lost_is_not_removed_again(host, utils):
+    vm = utils["vmutils"]
+    vm.vm_exists.return_value = True
+    vm.get_vm_nic_names.side_effect = [["nic-a-rescue"], []]
+    vm.destroy_nic.side_effect = _wmi_job_failed()
+
+    host.remove_nic("vm-rescue", "nic-a-rescue")
+
+    vm.destroy_nic.assert_called_once()
+
+
+def test_irreversible_steps_do_not_retry_what_the_call_retried_already(host, utils):
+    # [retry] attempts = 4: a transient error reaching until_done had its 4
+    # tries; trying the step 4 times again would make 16 calls.
+    action = mock.Mock(side_effect=exceptions.TransientHyperVError("remove", "busy"))
+
+    with pytest.raises(exceptions.TransientHyperVError):
+        host.until_done(action)
+
+    assert action.call_count == 1
+
+
+def test_irreversible_steps_retry_other_errors_until_they_hold(host, utils):
+    action = mock.Mock(side_effect=[exceptions.PermanentHyperVError("remove", "denied"),
+                                    None])
+
+    host.until_done(action)
+
+    assert action.call_count == 2
+
+
 def test_calls_os_win_already_retries_get_fewer_attempts(host, utils):
     utils["vmutils"].set_vm_state.side_effect = _wmi_job_failed()
 
