@@ -51,16 +51,15 @@ class HyperVHost(HostReader):
             with attempt:
                 action()
 
-    def _change_once(self, done: Callable[[], bool], utils: Any, method: str,
-                     *args: Any, **kwargs: Any) -> None:
-        """Call ``method``, which is not safe to call twice
-        (calls.LOOK_BEFORE_RETRY_METHODS); after a transient failure, call
-        it again only when ``done()`` shows the first call did not do it."""
+    def _change_once(self, change: Callable[[], Any], done: Callable[[], bool]) -> None:
+        """Run ``change``, an os-win call that is not safe to make twice
+        (calls.LOOK_BEFORE_RETRY_METHODS); after a transient failure, make
+        it again only when ``done()`` shows the first did not do it."""
         for attempt in self._call.policy.on_transient(self._call.policy.attempts):
             with attempt:
                 if attempt.retry_state.attempt_number > 1 and done():
                     return
-                self._call(utils, method, *args, **kwargs)
+                change()
 
     # Power -------------------------------------------------------------
 
@@ -153,12 +152,15 @@ class HyperVHost(HostReader):
         """
         created = not self.vm_exists(vm_name)
         if created:
-            self._change_once(lambda: self.vm_exists(vm_name), self._vm, "create_vm",
-                              vm_name, False, generation, config_dir, notes=notes)
+            self._change_once(
+                lambda: self._call(self._vm, "create_vm", vm_name, False, generation,
+                                   config_dir, notes=notes),
+                done=lambda: self.vm_exists(vm_name))
         self._call(self._vm, "update_vm", vm_name, memory_mb, 0, vcpus, 0, False, 1.0)
         if created or self._scsi_controller(vm_name) is None:
-            self._change_once(lambda: self._scsi_controller(vm_name) is not None,
-                              self._vm, "create_scsi_controller", vm_name)
+            self._change_once(
+                lambda: self._call(self._vm, "create_scsi_controller", vm_name),
+                done=lambda: self._scsi_controller(vm_name) is not None)
 
     def _scsi_controller(self, vm_name: str) -> Any:
         return self._call(self._vm, "get_vm_scsi_controller", vm_name)
@@ -237,15 +239,17 @@ class HyperVHost(HostReader):
 
     def add_nic(self, vm_name: str, nic: records.Nic) -> None:
         if nic.name not in self._nic_names(vm_name):
-            self._change_once(lambda: nic.name in self._nic_names(vm_name),
-                              self._vm, "create_nic", vm_name, nic.name, nic.mac)
+            self._change_once(
+                lambda: self._call(self._vm, "create_nic", vm_name, nic.name, nic.mac),
+                done=lambda: nic.name in self._nic_names(vm_name))
         if nic.switch:
             self._call(self._net, "connect_vnic_to_vswitch", nic.switch, nic.name)
 
     def remove_nic(self, vm_name: str, nic_name: str) -> None:
         if self.vm_exists(vm_name) and nic_name in self._nic_names(vm_name):
-            self._change_once(lambda: nic_name not in self._nic_names(vm_name),
-                              self._vm, "destroy_nic", vm_name, nic_name)
+            self._change_once(
+                lambda: self._call(self._vm, "destroy_nic", vm_name, nic_name),
+                done=lambda: nic_name not in self._nic_names(vm_name))
 
     def _nic_names(self, vm_name: str) -> list[str]:
         return list(self._call(self._vm, "get_vm_nic_names", vm_name))
