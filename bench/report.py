@@ -132,8 +132,8 @@ def _b6(r: dict[str, Any]) -> list[str]:
     sides = ("rescue_flow", "compute_hyperv")
     lines = ["| B6 | side | rescue: calls / reads / changes | unrescue: calls / reads / "
              "changes | cycle ms (median / p95) | of which os-win calls cost (ms) | "
-             "clean cycle leaves the host as before |",
-             "|---|---|---|---|---|---|---|"]
+             "of which changes cost (ms) | clean cycle leaves the host as before |",
+             "|---|---|---|---|---|---|---|---|"]
     for gen in ("gen1", "gen2"):
         g = r.get(gen)
         if not g:
@@ -146,6 +146,7 @@ def _b6(r: dict[str, Any]) -> list[str]:
                 " / ".join(str(c["unrescue"][k]) for k in ("calls", "reads", "changes")),
                 f"{g['cycle_ms'][side]['median']:.0f} / {g['cycle_ms'][side]['p95']:.0f}",
                 f"{g['host_cost_ms'][side]:.0f}",
+                f"{g['changes_cost_ms'][side]:.0f}" if "changes_cost_ms" in g else "",
                 "yes" if g["clean_cycle_restores_host"][side] else "no"))
     lines += ["", "| B6 single fault | side | action | positions | as before | rescued | "
               "unrescued | other | right |", "|---|---|---|---|---|---|---|---|---|"]
@@ -165,6 +166,9 @@ def _b6(r: dict[str, Any]) -> list[str]:
     lines.append("Wall ratio per generation (rescue-flow / compute-hyperv, median cycle): "
                  + ", ".join(f"{gen} {r[gen]['wall_ratio']}" for gen in ("gen1", "gen2")
                              if gen in r)
+                 + "; rescue-flow's changes alone / compute-hyperv's cycle: "
+                 + ", ".join(f"{gen} {r[gen].get('changes_only_ratio')}"
+                             for gen in ("gen1", "gen2") if gen in r)
                  + f"; {r.get('gen1', {}).get('rounds')} rounds, cost profile "
                  f"{r.get('gen1', {}).get('cost_profile')}, "
                  f"{r.get('gen1', {}).get('neighbours')} other VMs on each host. "

@@ -11,10 +11,11 @@ twice. What is left, per flow: the runner's look at the host (which
 decides what the request means and is handed to the flow), the
 configuration that the rescue records (per disk and per NIC), the checks
 that make a re-run step harmless (``vm_exists`` before ``create_vm``, the
-NIC names before ``create_nic``), the controllers to attach to, and the
-polls that confirm a power change. compute-hyperv's own rescue reads less
-(bench B6, docs/nova-comparison.md): it records nothing and restores
-nothing but slot 0.
+NIC names before ``create_nic``), the controllers to attach to (the rescue
+VM's SCSI controller once; its slots are known, the flow built it), and
+the polls that confirm a power change. compute-hyperv's own Gen2 rescue
+reads as much, its Gen1 rescue less (bench B6, docs/nova-comparison.md): it
+records nothing and restores nothing but slot 0.
 """
 
 from __future__ import annotations
