@@ -8,6 +8,8 @@ equal the worker's ``[worker]`` options of the same names.
 
 from __future__ import annotations
 
+from typing import Any
+
 from oslo_config import cfg
 
 GROUP = "rescue_flow"
@@ -79,6 +81,36 @@ OPTS = [
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(OPTS, group=GROUP)
+
+
+def timing_error(group: Any) -> str | None:
+    """Why ``[rescue_flow]``'s times leave the worker no time to work, or None.
+
+    Each option is valid alone (oslo.config checks its minimum); together
+    they must leave the worker time to start the request and run its steps
+    before its deadline (timeout - revert_allowance), else every request is
+    reverted or refused at once with a reason that does not name the option.
+    """
+    working = group.timeout - group.revert_allowance
+    if working <= 0:
+        return (f"[rescue_flow] revert_allowance ({group.revert_allowance}s) must be less "
+                f"than [rescue_flow] timeout ({group.timeout}s): the worker would have no "
+                "time to run a step")
+    if group.start_timeout >= working:
+        return (f"[rescue_flow] start_timeout ({group.start_timeout}s) must be less than "
+                f"timeout - revert_allowance ({working}s): a request started that late "
+                "would be past its deadline at once")
+    return None
+
+
+def shutdown_warning(group: Any, shutdown_timeout: int) -> str | None:
+    """A warning when Nova's clean shutdown may use up the worker's time."""
+    working = group.timeout - group.revert_allowance
+    if 0 < working <= shutdown_timeout:
+        return (f"[rescue_flow] timeout - revert_allowance ({working}s) is not more than "
+                f"[DEFAULT] shutdown_timeout ({shutdown_timeout}s): a guest that takes "
+                "its full shutdown time would make the rescue revert at its deadline")
+    return None
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:

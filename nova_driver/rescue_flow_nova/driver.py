@@ -121,6 +121,9 @@ class RescueFlowMixin:
     def _rescue_flow_call(self, context: Any, instance: Any, action: str,
                           **fields: Any) -> None:
         group = CONF[rf_conf.GROUP]
+        problem = rf_conf.timing_error(group)
+        if problem is not None:
+            raise RescueFlowFailed(reason=f"{problem}; host unchanged", sent=False)
         nova_request_id = getattr(context, "request_id", None) or \
             f"req-{instance.uuid}-{time.time():.0f}"
         host = instance.host or self._rescue_flow_host
@@ -149,6 +152,15 @@ class RescueFlowMixin:
     def init_host(self, host: str) -> None:
         super().init_host(host)  # type: ignore[misc]
         self._rescue_flow_host = host
+        group = CONF[rf_conf.GROUP]
+        problem = rf_conf.timing_error(group)
+        if problem is not None:
+            # Not fatal: nova-compute runs every other instance; each rescue
+            # and unrescue fails with this line until it is fixed.
+            LOG.error("rescue and unrescue will fail: %s", problem)
+        warning = rf_conf.shutdown_warning(group, CONF.shutdown_timeout)
+        if warning is not None:
+            LOG.warning("%s", warning)
         self._rescue_flow_announce(force=True)
         # In the background: nova-compute's start must not wait for flows.
         utils.spawn_n(self._rescue_flow_settle_interrupted, host)

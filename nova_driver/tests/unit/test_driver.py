@@ -302,3 +302,62 @@ def test_an_interrupted_action_that_fails_again_leaves_nova_in_error_with_the_fa
         drv._rescue_flow_settle_interrupted("hv-01")
     assert (stuck.vm_state, stuck.task_state) == (vm_states.ERROR, None)
     assert str(fault.call_args[0][2]) == "StopInstance failed: boom; host restored"
+
+
+@pytest.fixture
+def rescue_flow_times() -> Any:
+    """Set [rescue_flow] options for one test; cleared after it."""
+    set_names: list[str] = []
+
+    def set_times(**values: int) -> None:
+        for name, value in values.items():
+            CONF.set_override(name, value, group="rescue_flow")
+            set_names.append(name)
+
+    yield set_times
+    for name in set_names:
+        CONF.clear_override(name, group="rescue_flow")
+
+
+@pytest.mark.parametrize("times, says", [
+    ({"timeout": 300, "revert_allowance": 300},
+     "[rescue_flow] revert_allowance (300s) must be less than [rescue_flow] timeout "
+     "(300s): the worker would have no time to run a step; host unchanged"),
+    ({"timeout": 300, "revert_allowance": 200, "start_timeout": 100},
+     "[rescue_flow] start_timeout (100s) must be less than timeout - revert_allowance "
+     "(100s): a request started that late would be past its deadline at once; "
+     "host unchanged"),
+])
+def test_times_that_leave_the_worker_no_time_fail_each_call_naming_the_options(
+        drv: Driver, fake_link: FakeLink, rescue_flow_times: Any, host_folders: Any,
+        times: dict[str, int], says: str) -> None:
+    rescue_flow_times(**times)
+
+    with pytest.raises(driver.RescueFlowFailed) as unrescue_failed:
+        drv.unrescue(context(), instance(vm_state=vm_states.RESCUED))
+    with pytest.raises(driver.RescueFlowFailed) as rescue_failed:
+        drv.rescue(context(), instance(task_state=task_states.RESCUING), [], image_meta(),
+                   "pw", {})
+
+    assert str(unrescue_failed.value) == str(rescue_failed.value) == says
+    assert fake_link.sent == []
+    # Nothing was sent: the rescue config drive built for it is gone too.
+    assert list((host_folders / "instance-00000001").iterdir()) == []
+
+
+def test_start_names_times_that_cannot_work_without_stopping_nova_compute(
+        drv: Driver, rescue_flow_times: Any, no_background_threads: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    rescue_flow_times(timeout=120, revert_allowance=120)
+    drv.init_host("hv-01")
+    rescue_flow_times(revert_allowance=70, start_timeout=10)  # 50s of work, 60s shutdown
+    drv.init_host("hv-01")
+
+    assert drv.calls == [("init_host", "hv-01")] * 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert errors == ["rescue and unrescue will fail: [rescue_flow] revert_allowance "
+                      "(120s) must be less than [rescue_flow] timeout (120s): the worker "
+                      "would have no time to run a step"]
+    assert any("timeout - revert_allowance (50s) is not more than [DEFAULT] "
+               "shutdown_timeout (60s)" in w for w in warnings), warnings
