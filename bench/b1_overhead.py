@@ -64,7 +64,6 @@ class StraightLine:
         self.vm.get_vm_generation(name)
         memory = self.vm.get_vm_memory_info(name)["Limit"]
         summary = self.vm.get_vm_summary_info(name)
-        self.vm.get_vm_dvd_disk_paths(name)
         info = self.vm.get_disk_attachment_info(root, is_physical=False)
         nic = self.vm.get_vm_nic_names(name)[0]
         mac = self.net.get_vnic_mac_address(nic)
@@ -89,8 +88,7 @@ class StraightLine:
         rescue = f"{instance}-rescue"
         assert not vm.vm_exists(rescue)
         image = f"{self.base}/_base/{harness.IMAGE}"
-        assert not self.path.exists(image + ".vhdx")
-        assert self.path.exists(image + ".vhd")
+        assert self.path.exists(image + ".vhd")  # Gen1: VHD first
         # Stop the instance (validation saw it running), make the rescue
         # disk and VM, move the disks.
         vm.soft_shutdown_vm(instance)
@@ -109,8 +107,8 @@ class StraightLine:
                                    constants.BOOT_DEVICE_NETWORK,
                                    constants.BOOT_DEVICE_FLOPPY])
         vm.detach_vm_disk(instance, record["root"], is_physical=False)
-        scsi = vm.get_vm_scsi_controller(rescue)
-        vm.attach_drive(rescue, record["root"], scsi, vm.get_free_controller_slot(scsi),
+        # The rescue VM was built empty: the root disk is its first SCSI disk.
+        vm.attach_drive(rescue, record["root"], vm.get_vm_scsi_controller(rescue), 0,
                         drive_type=constants.DISK)
         # The instance's network identity, then boot.
         vm.get_vm_nic_names(rescue)
