@@ -45,12 +45,13 @@ OSWIN_RETRIED_METHODS = frozenset({
 
 
 # Methods that are not safe to call twice: Hyper-V makes a second VM, NIC or
-# SCSI controller (names need not be unique), or refuses to remove a NIC
-# that is gone. Their transient failure may come after Hyper-V did the job
-# (the WMI connection dropped once it ran), so they are not called again
-# blindly here: the host's operation looks first (HyperVHost._change_once).
+# SCSI controller (names need not be unique), or fails to destroy a VM that
+# is gone (os-win's destroy_nic ignores a NIC that is gone). Their
+# transient failure may come after Hyper-V did the job (the WMI connection
+# dropped once it ran), so they are not called again blindly here: the
+# host's operation looks first (HyperVHost._change_once).
 LOOK_BEFORE_RETRY_METHODS = frozenset({"create_vm", "create_nic", "create_scsi_controller",
-                                       "destroy_nic"})
+                                       "destroy_vm"})
 
 
 class RetryPolicy:
@@ -70,8 +71,10 @@ class RetryPolicy:
         return cls(conf.retry.attempts, conf.retry.attempts_for_oswin_retried_calls,
                    conf.retry.initial_backoff, conf.retry.max_backoff)
 
-    def attempts_for(self, method: str) -> int:
-        if method in LOOK_BEFORE_RETRY_METHODS:
+    def attempts_for(self, method: str, looked_before: bool = False) -> int:
+        """Tries of ``method`` in one call; ``looked_before``: by a caller
+        that looks before each retry (LOOK_BEFORE_RETRY_METHODS get 1 else)."""
+        if method in LOOK_BEFORE_RETRY_METHODS and not looked_before:
             return 1
         if method in OSWIN_RETRIED_METHODS:
             return self.attempts_for_oswin_retried

@@ -51,11 +51,14 @@ class HyperVHost(HostReader):
             with attempt:
                 action()
 
-    def _change_once(self, change: Callable[[], Any], done: Callable[[], bool]) -> None:
-        """Run ``change``, an os-win call that is not safe to make twice
-        (calls.LOOK_BEFORE_RETRY_METHODS); after a transient failure, make
-        it again only when ``done()`` shows the first did not do it."""
-        for attempt in self._call.policy.on_transient(self._call.policy.attempts):
+    def _change_once(self, method: str, change: Callable[[], Any],
+                     done: Callable[[], bool]) -> None:
+        """Run ``change``, the os-win call ``method``, which is not safe to
+        make twice (calls.LOOK_BEFORE_RETRY_METHODS); after a transient
+        failure, make it again only when ``done()`` shows the first did not
+        do it. As many tries as the call would get otherwise."""
+        policy = self._call.policy
+        for attempt in policy.on_transient(policy.attempts_for(method, looked_before=True)):
             with attempt:
                 if attempt.retry_state.attempt_number > 1 and done():
                     return
@@ -153,12 +156,14 @@ class HyperVHost(HostReader):
         created = not self.vm_exists(vm_name)
         if created:
             self._change_once(
+                "create_vm",
                 lambda: self._call(self._vm, "create_vm", vm_name, False, generation,
                                    config_dir, notes=notes),
                 done=lambda: self.vm_exists(vm_name))
         self._call(self._vm, "update_vm", vm_name, memory_mb, 0, vcpus, 0, False, 1.0)
         if created or self._scsi_controller(vm_name) is None:
             self._change_once(
+                "create_scsi_controller",
                 lambda: self._call(self._vm, "create_scsi_controller", vm_name),
                 done=lambda: self._scsi_controller(vm_name) is not None)
 
@@ -173,7 +178,9 @@ class HyperVHost(HostReader):
     def destroy_vm(self, vm_name: str) -> None:
         """Remove the VM (never its disk files); nothing to do when it is gone."""
         if self.vm_exists(vm_name):
-            self._call(self._vm, "destroy_vm", vm_name)
+            self._change_once("destroy_vm",
+                              lambda: self._call(self._vm, "destroy_vm", vm_name),
+                              done=lambda: not self.vm_exists(vm_name))
 
     # Disks -------------------------------------------------------------
 
@@ -240,6 +247,7 @@ class HyperVHost(HostReader):
     def add_nic(self, vm_name: str, nic: records.Nic) -> None:
         if nic.name not in self._nic_names(vm_name):
             self._change_once(
+                "create_nic",
                 lambda: self._call(self._vm, "create_nic", vm_name, nic.name, nic.mac),
                 done=lambda: nic.name in self._nic_names(vm_name))
         if nic.switch:
@@ -247,9 +255,7 @@ class HyperVHost(HostReader):
 
     def remove_nic(self, vm_name: str, nic_name: str) -> None:
         if self.vm_exists(vm_name) and nic_name in self._nic_names(vm_name):
-            self._change_once(
-                lambda: self._call(self._vm, "destroy_nic", vm_name, nic_name),
-                done=lambda: nic_name not in self._nic_names(vm_name))
+            self._call(self._vm, "destroy_nic", vm_name, nic_name)
 
     def _nic_names(self, vm_name: str) -> list[str]:
         return list(self._call(self._vm, "get_vm_nic_names", vm_name))

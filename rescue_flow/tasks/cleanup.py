@@ -2,12 +2,13 @@
 
 They run only once the instance runs again. They have no revert: undoing a
 finished unrescue because a clean-up failed would take a working instance
-down again. So they are retried until they hold: every error, not only the
-transient ones the host adapter retries, gets ``[retry] attempts`` tries
-with the same backoff (a job refused once, a file in use a moment longer,
-often passes the next time). Only what still fails then is reported as a
-leftover instead of failing the flow, and the next unrescue (or the worker)
-removes it, since these steps are idempotent.
+down again. So they are retried until they hold: an error the host adapter
+does not retry (a job refused once, a file in use a moment longer: they
+often pass the next time) gets ``[retry] attempts`` tries with the same
+backoff; a transient one has had its tries in the adapter already, and is
+not tried that many times over. Only what still fails then is reported as
+a leftover instead of failing the flow, and the next unrescue (or the
+worker) removes it, since these steps are idempotent.
 """
 
 from __future__ import annotations

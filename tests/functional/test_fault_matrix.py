@@ -129,3 +129,46 @@ def test_a_fault_at_any_call_of_unrescue_leaves_the_instance_rescued_or_restored
     assert len(positions) > 10  # the reference ran (test_read_budget.py counts them)
     if drive:
         assert ("remove", 1, "DeleteRescueConfigDrive") in positions
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("generation", "nics", "drive"),
+                         [s for s in SCENARIOS if s.values[1]])
+def test_a_lost_answer_at_any_call_of_a_revert_still_leaves_the_host_as_before(
+        tmp_path, generation, nics, drive):
+    """The reverts' own calls: a rescue fails at its last NIC's connection,
+    every step before it reverts, and each call of those reverts in turn
+    loses its answer once (the change is made, the caller sees a transient
+    error). A revert that simply called again would destroy a VM that is
+    gone, fail, and quarantine the instance."""
+    failing = ("connect_vnic_to_vswitch", nics - 1)  # no revert calls it
+    bench = Bench(tmp_path, generation, nics, rescue_config_drive=drive)
+    bench.save("active")
+    original = bench.view()
+
+    def fail_rescue(lost=None):
+        bench.restore("active")
+        bench.site.sim.clear_calls()
+        bench.site.sim.set_fault(failing[0], "permanent", after=failing[1], times=1)
+        if lost is not None:
+            bench.site.sim.set_fault(lost[0], "lost-answer", after=lost[1], times=1)
+        result = bench.run("rescue")
+        bench.site.sim.clear_faults()
+        return result
+
+    reference = fail_rescue()
+    assert reference.outcome is Outcome.FAILED and bench.view() == original
+    calls = [call["method"] for call in bench.site.sim.calls()]
+    first_revert_call = len(calls) - calls[::-1].index(failing[0])
+    positions = [(method, calls[:index].count(method))
+                 for index, method in enumerate(calls) if index >= first_revert_call]
+    assert {"destroy_vm", "detach_vm_disk", "attach_drive", "remove"} <= \
+        {method for method, _ in positions}, positions
+
+    problems = []
+    for method, occurrence in positions:
+        result = fail_rescue((method, occurrence))
+        if result.outcome is not Outcome.FAILED or bench.view() != original:
+            problems.append(f"lost answer in {method} #{occurrence}: "
+                            f"{result.outcome.value} {result.reason}")
+    assert not problems, "\n".join(problems)

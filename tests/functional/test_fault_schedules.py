@@ -58,6 +58,13 @@ def _assert_refused_untouched(bench):
     assert bench.site.sim.calls() == []
 
 
+def _assert_no_quarantine_for_passing_faults(schedule, result):
+    # Faults that pass (transient or lost answers, for a few calls) may
+    # make a flow fail, but every revert can then be made: no quarantine.
+    if all(mode != "permanent" and times is not None for _m, mode, _a, times in schedule):
+        assert result.outcome is not Outcome.QUARANTINED, (schedule, result.reason)
+
+
 def _assert_rescued(bench):
     vms = json.loads(bench.view())["vms"]
     assert vms[BENCH_VM]["power_state"] == "off"
@@ -83,6 +90,7 @@ def test_random_fault_schedules_never_leave_a_host_half_way(tmp_path, generation
         bench.restore("active")
         _arm(bench, rescue_faults)
         result = bench.run("rescue")
+        _assert_no_quarantine_for_passing_faults(rescue_faults, result)
         if result.outcome is Outcome.QUARANTINED:
             _assert_refused_untouched(bench)
         elif result.outcome is Outcome.SUCCESS:
@@ -95,6 +103,7 @@ def test_random_fault_schedules_never_leave_a_host_half_way(tmp_path, generation
         bench.restore("rescued")
         _arm(bench, unrescue_faults)
         result = bench.run("unrescue")
+        _assert_no_quarantine_for_passing_faults(unrescue_faults, result)
         if result.outcome is Outcome.QUARANTINED:
             _assert_refused_untouched(bench)
             return

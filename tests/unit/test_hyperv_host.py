@@ -231,15 +231,30 @@ def test_a_nic_is_made_again_only_when_the_failed_call_did_not_make_it(
     assert vm.create_nic.call_count == calls
 
 
-def test_a_nic_removed_by_a_call_whose_answer_was_lost_is_not_removed_again(host, utils):
+def test_a_vm_destroyed_by_a_call_whose_answer_was_lost_is_not_destroyed_again(
+        host, utils):
+    # Calling destroy_vm again would fail (the VM is gone) and fail the revert.
     vm = utils["vmutils"]
-    vm.vm_exists.return_value = True
-    vm.get_vm_nic_names.side_effect = [["nic-a-rescue"], []]
-    vm.destroy_nic.side_effect = _wmi_job_failed()
+    vm.vm_exists.side_effect = [True, False]
+    vm.destroy_vm.side_effect = _wmi_job_failed()
 
-    host.remove_nic("vm-rescue", "nic-a-rescue")
+    host.destroy_vm("vm-rescue")
 
-    vm.destroy_nic.assert_called_once()
+    vm.destroy_vm.assert_called_once()
+
+
+def test_a_change_looked_for_before_each_retry_gets_the_tries_it_had(host, utils):
+    # create_nic: os-win retries it itself, so it gets the fewer tries
+    # (attempts_for_oswin_retried = 2 here), looked for before the second.
+    vm = utils["vmutils"]
+    vm.get_vm_nic_names.return_value = []
+    vm.create_nic.side_effect = _wmi_job_failed()
+
+    with pytest.raises(exceptions.TransientHyperVError):
+        host.add_nic("vm-rescue", records.Nic("nic-a-rescue", "FA:16:3E:00:00:01", None))
+
+    assert vm.create_nic.call_count == 2
+    assert vm.get_vm_nic_names.call_count == 2
 
 
 def test_irreversible_steps_do_not_retry_what_the_call_retried_already(host, utils):
