@@ -106,8 +106,14 @@ def kombu_ssl(conf: Any, transport_url: str | None) -> Any:
     query = oslo_messaging.TransportURL.parse(conf, transport_url).query
     group = conf[_RABBIT]
     # oslo.messaging's ConfigOptsProxy: a URL value, converted by the option's type.
-    value = {name: opts[name].type(query[name]) if name in query else group[name]
-             for name in _SSL_OPTIONS}
+    try:
+        value = {name: opts[name].type(query[name]) if name in query else group[name]
+                 for name in _SSL_OPTIONS}
+    except ValueError as exc:
+        # Refused as oslo.messaging refuses it, but as a broker setting Nova
+        # shows with "host unchanged" (the rescue config drive then removed).
+        raise InvalidBrokerSettings(f"invalid TLS setting in the transport URL: "
+                                    f"{exc}") from None
     if not value["ssl"]:
         return False
     params: dict[str, Any] = {}

@@ -166,8 +166,11 @@ def kombu_url(conf: cfg.ConfigOpts, transport: str | None = None) -> str:
 # (impl_rabbit.Connection._fetch_ssl_params). The Nova driver's
 # rescue_flow_nova.link.kombu_ssl is the same rules: it runs in nova-compute's
 # environment, which has no rescue_flow, so the two cannot share code; change
-# both. These are oslo.messaging 14.2.5's rules (Nova 2023.1's); 18.x also
-# passes server_hostname with a CA file, which verifies the broker's name.
+# both. The driver follows oslo.messaging 14.2.5 (Nova 2023.1's); the worker
+# runs 18.x, which with a CA file also passes server_hostname (the broker's
+# name is checked against its certificate when the URL names one host), and
+# so does this copy: the worker's own transport checks it, so must its
+# client's and ``worker --check``'s connections.
 _SSL_OPTIONS = ("ssl", "ssl_version", "ssl_key_file", "ssl_cert_file", "ssl_ca_file")
 # impl_rabbit.Connection._SSL_PROTOCOLS: oslo.messaging's names (any case).
 _SSL_VERSIONS = {name: getattr(ssl, attr) for name, attr in (
@@ -184,9 +187,11 @@ def kombu_ssl(conf: cfg.ConfigOpts, transport: str | None = None) -> Any:
     ``ssl_ca_file``, each overridden by the same name in the URL's query
     (``?ssl=1``), as oslo.messaging reads them. False without TLS; True with
     TLS and nothing else set; else a dict, with ``cert_reqs`` = CERT_REQUIRED
-    when a CA file is set. ValueError for an unknown ``ssl_version``."""
+    and ``server_hostname`` when a CA file is set. ValueError for an unknown
+    ``ssl_version``."""
     register_opts(conf)
-    query = oslo_messaging.TransportURL.parse(conf, transport or transport_url(conf)).query
+    url = oslo_messaging.TransportURL.parse(conf, transport or transport_url(conf))
+    query = url.query
     opts = {opt.dest: opt for group, group_opts in om_opts.list_opts() if group == _RABBIT
             for opt in group_opts}
     # oslo.messaging's ConfigOptsProxy: a URL value, converted by the option's type.
@@ -211,6 +216,9 @@ def kombu_ssl(conf: cfg.ConfigOpts, transport: str | None = None) -> Any:
     if value["ssl_ca_file"]:
         params["ca_certs"] = value["ssl_ca_file"]
         params["cert_reqs"] = ssl.CERT_REQUIRED
+        # impl_rabbit.Connection._get_ssl_server_hostname: None for several
+        # hosts (kombu then checks no name).
+        params["server_hostname"] = url.hosts[0].hostname if len(url.hosts) == 1 else None
     return params or True
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ssl
+import types
 from typing import Any
 from unittest import mock
 
 import oslo_messaging
 import pytest
+from oslo_messaging._drivers import common as om_common
+from oslo_messaging._drivers import impl_rabbit
 
 from rescue_flow import config, exceptions
 from rescue_flow.messaging import bus, protocol
@@ -208,12 +211,28 @@ def test_kombu_urls_follow_the_transport_url(url: str, kombu: str) -> None:
 
 
 URL = "rabbit://rf:secret@mq1:5672/"
-CA = {"ca_certs": "/etc/ca.pem", "cert_reqs": ssl.CERT_REQUIRED}
+
+
+def _oslo_messagings_params(conf: Any, url: str) -> Any:
+    """What the worker's oslo.messaging gives kombu for this conf and URL:
+    its Connection reads the options through ConfigOptsProxy (URL query over
+    the file), then _fetch_ssl_params; without connecting anywhere."""
+    parsed = oslo_messaging.TransportURL.parse(conf, url)
+    rabbit = om_common.ConfigOptsProxy(conf, parsed, "oslo_messaging_rabbit")[
+        "oslo_messaging_rabbit"]
+    connection = types.SimpleNamespace(
+        ssl=rabbit.ssl, ssl_version=rabbit.ssl_version, ssl_key_file=rabbit.ssl_key_file,
+        ssl_cert_file=rabbit.ssl_cert_file, ssl_ca_file=rabbit.ssl_ca_file,
+        ssl_server_hostname=impl_rabbit.Connection._get_ssl_server_hostname(parsed),
+        validate_ssl_version=impl_rabbit.Connection.validate_ssl_version)
+    return impl_rabbit.Connection._fetch_ssl_params(connection)
+CA = {"ca_certs": "/etc/ca.pem", "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "mq1"}
 
 
 @pytest.mark.parametrize("rabbit, url, expected", [
     # (rescue-flow.conf [oslo_messaging_rabbit], transport URL, kombu's ssl):
-    # oslo.messaging 14.2.5's _fetch_ssl_params, as rescue_flow_nova.link.kombu_ssl.
+    # oslo.messaging's _fetch_ssl_params (the worker's 18.x: with a CA file,
+    # the broker's name is checked when the URL names one host).
     ({}, URL, False),
     ({"ssl_ca_file": "/etc/ca.pem", "ssl_version": "nonsense"}, URL, False),
     ({"ssl": True}, URL, True),
@@ -228,6 +247,8 @@ CA = {"ca_certs": "/etc/ca.pem", "cert_reqs": ssl.CERT_REQUIRED}
     ({"ssl": True}, URL + "?ssl=false", False),
     ({"ssl_ca_file": "/etc/ca.pem"}, URL + "?ssl=true", CA),
     ({"ssl": True}, URL + "?ssl_ca_file=/etc/ca.pem", CA),
+    ({"ssl": True, "ssl_ca_file": "/etc/ca.pem"}, "rabbit://rf:secret@mq1:5672,mq2:5672/",
+     {**CA, "server_hostname": None}),
 ])
 def test_kombu_tls_follows_oslo_messagings_rules(
         rabbit: dict[str, Any], url: str, expected: Any) -> None:
@@ -237,6 +258,7 @@ def test_kombu_tls_follows_oslo_messagings_rules(
     conf.set_override("transport_url", url)
     got = bus.kombu_ssl(conf)
     assert got == expected and type(got) is type(expected)
+    assert got == _oslo_messagings_params(conf, url)
     conf.set_override("transport_url", "rabbit://other:5672/?ssl=0")
     assert bus.kombu_ssl(conf, url) == expected  # the URL given, not the worker's own
 
