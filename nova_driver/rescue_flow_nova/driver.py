@@ -44,8 +44,12 @@ from rescue_flow_nova import configdrive, link, protocol
 
 LOG = logging.getLogger(__name__)
 
-# Hyper-V's EnabledState values (os_win.constants) as Nova's power states.
+# Hyper-V's EnabledState values (os_win.constants) as Nova's power states:
+# compute-hyperv's constants.HYPERV_POWER_STATE, which the instance's own VM
+# is read with, so a rescued instance reads alike (a guest shutting down is
+# SHUTDOWN there, not NOSTATE).
 _POWER_STATES = {2: power_state.RUNNING, 3: power_state.SHUTDOWN,
+                 4: power_state.SHUTDOWN,
                  32768: power_state.PAUSED, 32769: power_state.SUSPENDED}
 
 

@@ -199,6 +199,17 @@ def test_get_info_follows_the_rescue_vm_while_rescued(drv: Driver, vm_utils: Any
     vm_utils.vm_exists.assert_not_called()
 
 
+def test_the_rescue_vm_power_states_read_as_compute_hyperv_reads_the_instances(
+        drv: Driver, vm_utils: Any) -> None:
+    from compute_hyperv.nova import constants as chv_constants
+
+    vm_utils.vm_exists.return_value = True
+    rescued = instance(vm_state=vm_states.RESCUED)
+    for enabled_state, nova_state in chv_constants.HYPERV_POWER_STATE.items():
+        vm_utils.get_vm_summary_info.return_value = {"EnabledState": enabled_state}
+        assert drv.get_info(rescued).state == nova_state, enabled_state
+
+
 def test_the_console_follows_the_rescue_vm_while_rescued(drv: Driver, vm_utils: Any) -> None:
     vm_utils.vm_exists.return_value = True
     vm_utils.get_vm_summary_info.return_value = {"EnabledState": 2}
