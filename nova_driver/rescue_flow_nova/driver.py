@@ -28,6 +28,8 @@ Mix it in front of any ``nova.virt.driver.ComputeDriver``::
 
 from __future__ import annotations
 
+import ntpath
+import os
 import time
 from typing import Any
 
@@ -57,6 +59,19 @@ class RescueFlowFailed(exception.NovaException):
     """The rescue-flow worker reported a failure, or could not be reached."""
 
     msg_fmt = "%(reason)s"
+
+
+def _same_file_key(path: str) -> str:
+    """Windows compares paths ignoring case and either slash."""
+    return ntpath.normcase(ntpath.normpath(path))
+
+
+def _nothing_left_running(exc: Exception) -> bool:
+    """True when the failed call left no flow that may still use the rescue
+    config drive: nothing was sent, or the worker refused or undid it (a
+    quarantine leaves the host to an operator; no answer, to the worker)."""
+    return isinstance(exc, RescueFlowFailed) and (
+        exc.kwargs.get("sent") is False or exc.kwargs.get("outcome") in ("refused", "failed"))
 
 
 class RescueVMView:
@@ -202,6 +217,7 @@ class RescueFlowMixin:
         rescue = interrupted == task_states.RESCUING
         LOG.warning("nova-compute restarted during %s: asking rescue-flow to finish it",
                     interrupted, instance=instance)
+        settled = True
         try:
             if rescue:
                 self._rescue_flow_call(context, instance, protocol.RESCUE,
@@ -212,6 +228,7 @@ class RescueFlowMixin:
         except Exception as exc:
             instance.vm_state = vm_states.ERROR
             compute_utils.add_instance_fault_from_exc(context, instance, exc)
+            settled = _nothing_left_running(exc)
         try:
             instance.power_state = self.get_info(instance).state
         except Exception as exc:
@@ -221,6 +238,36 @@ class RescueFlowMixin:
         instance.save(expected_task_state=[interrupted])
         LOG.info("Settled the interrupted %s: vm_state %s", interrupted, instance.vm_state,
                  instance=instance)
+        if rescue and settled:
+            try:
+                self._rescue_flow_drop_stray_drive(instance)
+            except Exception as exc:  # Nova's state is settled; this is tidying
+                LOG.warning("Could not look for a stray rescue config drive: %s", exc,
+                            instance=instance)
+
+    def _rescue_flow_drop_stray_drive(self, instance: Any) -> None:
+        """Delete the rescue config drive the old process wrote, unless the
+        rescue VM holds it.
+
+        The request asked again has no drive (the password died with the
+        old process), so nothing else would remove the old one when its
+        request was refused or undone: a file holding a password would stay
+        in the instance's folder. The worker ran the new request after the
+        old one, so no flow owns the file now.
+        """
+        vmutils = self._rescue_flow_vmutils()
+        if vmutils is None:
+            return
+        rescue_vm = protocol.rescue_vm_name(instance.name)
+        held: set[str] = set()
+        if vmutils.vm_exists(rescue_vm):
+            disks, _volumes = vmutils.get_vm_storage_paths(rescue_vm)
+            held = {_same_file_key(path) for path in disks}
+        for ext in (".iso", ".vhd"):
+            path = os.path.join(configdrive.instance_dir(instance),
+                                protocol.RESCUE_CONFIG_DRIVE_STEM + ext)
+            if _same_file_key(path) not in held:
+                self._rescue_flow_remove_file(path)
 
     def get_available_resource(self, nodename: str) -> Any:
         # Nova's periodic resource update: the announcement rides on it.
@@ -262,8 +309,7 @@ class RescueFlowMixin:
             # drive, and the password must not stay on disk. Quarantined
             # (the host is left for an operator) or no answer (the worker
             # may still take the request and own the file): left alone.
-            if exc.kwargs.get("sent") is False or \
-                    exc.kwargs.get("outcome") in ("refused", "failed"):
+            if _nothing_left_running(exc):
                 self._rescue_flow_remove_file(drive["path"])
             raise
 

@@ -7,9 +7,11 @@ simulated Hyper-V host's canonical view) before and after.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
+import simhost_inproc
 from driver_harness import RescueFlowDriverTestCase
 from nova.compute import power_state
 
@@ -165,6 +167,24 @@ class ComputeRestartTest(RescueFlowDriverTestCase):
         nova = self.wait_for_nova(server, "RESCUE")
         assert nova["power_state"] == RUNNING, nova
         assert self.host_vm(server, rescue=True)["power_state"] == "running"
+
+    def test_restarted_before_a_rescue_ran_no_password_drive_is_left(self) -> None:
+        # The process that died had written the rescue config drive (with
+        # the password); its request never ran. The rescue asked again has
+        # no drive, so the driver removes the old one once it is settled.
+        server = self.boot_server()
+        stray = os.path.join(str(self.sim.instances_path), self.instance_name(server),
+                             "configdrive-rescue.iso")
+        simhost_inproc.open_host(self.sim.state_file).put_file(stray, b"admin_pass: old")
+
+        self._interrupted(server, "rescuing")
+
+        self.wait_for_nova(server, "RESCUE")
+        assert self.host_vm(server, rescue=True)["power_state"] == "running"
+        deadline = time.monotonic() + 30  # removed right after Nova's state is saved
+        while simhost_inproc.open_host(self.sim.state_file).read_file(stray) is not None:
+            assert time.monotonic() < deadline, f"{stray} is still on the host"
+            time.sleep(0.2)
 
     def test_restarted_after_the_host_was_rescued_nova_catches_up(self) -> None:
         server = self.boot_server()

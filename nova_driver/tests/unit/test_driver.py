@@ -372,3 +372,38 @@ def test_start_names_times_that_cannot_work_without_stopping_nova_compute(
                       "would have no time to run a step"]
     assert any("timeout - revert_allowance (50s) is not more than [DEFAULT] "
                "shutdown_timeout (60s)" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize("outcome, error, held, left", [
+    # The interrupted rescue is done: the rescue VM holds its drive, keep it.
+    ("success", None, True, True),
+    # Done anew without a drive (the old request was refused): a stray.
+    ("success", None, False, False),
+    # Refused or undone again: nothing holds the old drive.
+    ("refused", None, False, False),
+    ("failed", None, False, False),
+    # Quarantined (an operator's) or no answer (the worker may still use it).
+    ("quarantined", None, False, True),
+    ("success", link.WorkerTimedOut("no result within 900s"), False, True),
+])
+def test_settling_an_interrupted_rescue_leaves_no_stray_password_drive(
+        drv: Driver, fake_link: FakeLink, vm_utils: Any, host_folders: Any,
+        outcome: str, error: Exception | None, held: bool, left: bool) -> None:
+    drive = host_folders / "instance-00000001" / "configdrive-rescue.iso"
+    drive.write_bytes(b"admin_pass")  # written by the process that restarted
+    fake_link.outcome, fake_link.error = outcome, error
+    fake_link.reason = None if outcome == "success" else "it ended so"
+    vm_utils.vm_exists.return_value = held
+    # Hyper-V spells the path its own way: another case, backslashes.
+    vm_utils.get_vm_storage_paths.return_value = (
+        [str(drive).upper().replace("/", "\\")] if held else [], [])
+    vm_utils.get_vm_summary_info.return_value = {"EnabledState": 2}
+    stuck = instance(task_state=task_states.RESCUING)
+    stuck.save = mock.Mock()
+
+    with mock.patch.object(objects.InstanceList, "get_by_filters", return_value=[stuck]), \
+            mock.patch("nova.compute.utils.add_instance_fault_from_exc"):
+        drv._rescue_flow_settle_interrupted("hv-01")
+
+    assert drive.exists() is left
+    assert fake_link.sent[0]["config_drive"] is None  # the password died with it
