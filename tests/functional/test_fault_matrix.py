@@ -131,44 +131,57 @@ def test_a_fault_at_any_call_of_unrescue_leaves_the_instance_rescued_or_restored
         assert ("remove", 1, "DeleteRescueConfigDrive") in positions
 
 
+# A call the flow fails at for good, that no revert makes (one fault per
+# method): a rescue's last NIC connection, an unrescue's check that the
+# instance runs again (its third get_vm_state), the step before its point of
+# no return.
+REVERTED_AT = {"rescue": lambda nics: ("connect_vnic_to_vswitch", nics - 1),
+               "unrescue": lambda nics: ("get_vm_state", 2)}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("action", ["rescue", "unrescue"])
 @pytest.mark.parametrize(("generation", "nics", "drive"),
                          [s for s in SCENARIOS if s.values[1]])
-def test_a_lost_answer_at_any_call_of_a_revert_still_leaves_the_host_as_before(
-        tmp_path, generation, nics, drive):
-    """The reverts' own calls: a rescue fails at its last NIC's connection,
+def test_a_lost_answer_at_any_call_of_a_revert_still_ends_where_the_flow_began(
+        tmp_path, generation, nics, drive, action):
+    """The reverts' own calls: a flow fails at its last reversible step,
     every step before it reverts, and each call of those reverts in turn
     loses its answer once (the change is made, the caller sees a transient
     error). A revert that simply called again would destroy a VM that is
     gone, fail, and quarantine the instance."""
-    failing = ("connect_vnic_to_vswitch", nics - 1)  # no revert calls it
+    failing = REVERTED_AT[action](nics)
     bench = Bench(tmp_path, generation, nics, rescue_config_drive=drive)
-    bench.save("active")
-    original = bench.view()
+    if action == "unrescue":
+        assert bench.run("rescue").outcome is Outcome.SUCCESS
+    bench.save("start")
+    start = bench.view()
 
-    def fail_rescue(lost=None):
-        bench.restore("active")
+    def fail(lost=None):
+        bench.restore("start")
         bench.site.sim.clear_calls()
         bench.site.sim.set_fault(failing[0], "permanent", after=failing[1], times=1)
         if lost is not None:
             bench.site.sim.set_fault(lost[0], "lost-answer", after=lost[1], times=1)
-        result = bench.run("rescue")
+        result = bench.run(action)
         bench.site.sim.clear_faults()
         return result
 
-    reference = fail_rescue()
-    assert reference.outcome is Outcome.FAILED and bench.view() == original
+    reference = fail()
+    assert reference.outcome is Outcome.FAILED and bench.view() == start, reference.reason
     calls = [call["method"] for call in bench.site.sim.calls()]
     first_revert_call = len(calls) - calls[::-1].index(failing[0])
     positions = [(method, calls[:index].count(method))
                  for index, method in enumerate(calls) if index >= first_revert_call]
-    assert {"destroy_vm", "detach_vm_disk", "attach_drive", "remove"} <= \
-        {method for method, _ in positions}, positions
+    revert_methods = {method for method, _ in positions}
+    assert {"detach_vm_disk", "attach_drive", "set_vm_state"} <= revert_methods, positions
+    if action == "rescue":  # the rescue VM, its disk and its NICs go too
+        assert {"destroy_vm", "remove", "destroy_nic"} <= revert_methods, positions
 
     problems = []
     for method, occurrence in positions:
-        result = fail_rescue((method, occurrence))
-        if result.outcome is not Outcome.FAILED or bench.view() != original:
+        result = fail((method, occurrence))
+        if result.outcome is not Outcome.FAILED or bench.view() != start:
             problems.append(f"lost answer in {method} #{occurrence}: "
                             f"{result.outcome.value} {result.reason}")
     assert not problems, "\n".join(problems)
