@@ -24,6 +24,7 @@ created) plays no part.
 from __future__ import annotations
 
 import json
+import os
 import re
 import ssl
 import uuid
@@ -209,6 +210,12 @@ def kombu_ssl(conf: cfg.ConfigOpts, transport: str | None = None) -> Any:
                 f"invalid {where} ssl_version {value['ssl_version']!r}: this Python offers "
                 f"{', '.join(sorted(_SSL_VERSIONS))} (oslo.messaging's names; unset: the "
                 f"newest TLS both sides speak)") from None
+    for name in ("ssl_key_file", "ssl_cert_file", "ssl_ca_file"):
+        # Else the TLS handshake fails with an errno that names no option.
+        if value[name] and not os.access(value[name], os.R_OK):
+            where = "the transport URL's" if name in query else f"[{_RABBIT}]"
+            raise ValueError(f"{where} {name} {value[name]!r} is not a file this "
+                             "process can read")
     if value["ssl_key_file"]:
         params["keyfile"] = value["ssl_key_file"]
     if value["ssl_cert_file"]:

@@ -213,6 +213,16 @@ def test_kombu_urls_follow_the_transport_url(url: str, kombu: str) -> None:
 URL = "rabbit://rf:secret@mq1:5672/"
 
 
+@pytest.fixture(autouse=True)
+def tls_files(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """ca.pem, c.pem and k.pem, readable, in the current folder: the TLS
+    files the cases name (a file that is not there is its own error)."""
+    for name in ("ca.pem", "c.pem", "k.pem"):
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 def _oslo_messagings_params(conf: Any, url: str) -> Any:
     """What the worker's oslo.messaging gives kombu for this conf and URL:
     its Connection reads the options through ConfigOptsProxy (URL query over
@@ -226,7 +236,7 @@ def _oslo_messagings_params(conf: Any, url: str) -> Any:
         ssl_server_hostname=impl_rabbit.Connection._get_ssl_server_hostname(parsed),
         validate_ssl_version=impl_rabbit.Connection.validate_ssl_version)
     return impl_rabbit.Connection._fetch_ssl_params(connection)
-CA = {"ca_certs": "/etc/ca.pem", "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "mq1"}
+CA = {"ca_certs": "ca.pem", "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "mq1"}
 
 
 @pytest.mark.parametrize("rabbit, url, expected", [
@@ -234,20 +244,20 @@ CA = {"ca_certs": "/etc/ca.pem", "cert_reqs": ssl.CERT_REQUIRED, "server_hostnam
     # oslo.messaging's _fetch_ssl_params (the worker's 18.x: with a CA file,
     # the broker's name is checked when the URL names one host).
     ({}, URL, False),
-    ({"ssl_ca_file": "/etc/ca.pem", "ssl_version": "nonsense"}, URL, False),
+    ({"ssl_ca_file": "ca.pem", "ssl_version": "nonsense"}, URL, False),
     ({"ssl": True}, URL, True),
-    ({"ssl": True, "ssl_ca_file": "/etc/ca.pem"}, URL, CA),
-    ({"ssl": True, "ssl_cert_file": "/etc/c.pem", "ssl_key_file": "/etc/k.pem"}, URL,
-     {"certfile": "/etc/c.pem", "keyfile": "/etc/k.pem"}),
-    ({"ssl": True, "ssl_version": "TLSv1_2", "ssl_ca_file": "/etc/ca.pem"}, URL,
+    ({"ssl": True, "ssl_ca_file": "ca.pem"}, URL, CA),
+    ({"ssl": True, "ssl_cert_file": "c.pem", "ssl_key_file": "k.pem"}, URL,
+     {"certfile": "c.pem", "keyfile": "k.pem"}),
+    ({"ssl": True, "ssl_version": "TLSv1_2", "ssl_ca_file": "ca.pem"}, URL,
      {"ssl_version": ssl.PROTOCOL_TLSv1_2, **CA}),
     ({"ssl": True, "ssl_version": "sslv23"}, URL, {"ssl_version": ssl.PROTOCOL_SSLv23}),
     # The URL's query overrides the file, as oslo.messaging's ConfigOptsProxy does.
     ({}, URL + "?ssl=1", True),
     ({"ssl": True}, URL + "?ssl=false", False),
-    ({"ssl_ca_file": "/etc/ca.pem"}, URL + "?ssl=true", CA),
-    ({"ssl": True}, URL + "?ssl_ca_file=/etc/ca.pem", CA),
-    ({"ssl": True, "ssl_ca_file": "/etc/ca.pem"}, "rabbit://rf:secret@mq1:5672,mq2:5672/",
+    ({"ssl_ca_file": "ca.pem"}, URL + "?ssl=true", CA),
+    ({"ssl": True}, URL + "?ssl_ca_file=ca.pem", CA),
+    ({"ssl": True, "ssl_ca_file": "ca.pem"}, "rabbit://rf:secret@mq1:5672,mq2:5672/",
      {**CA, "server_hostname": None}),
 ])
 def test_kombu_tls_follows_oslo_messagings_rules(
@@ -290,3 +300,15 @@ def test_the_publisher_raises_when_the_broker_refuses_unlike_a_notifier() -> Non
     target = transport._send_notification.call_args.args[0]
     assert (target.exchange, target.topic) == ("rescue_flow", "rf-requests.hv-1.info")
     assert transport._send_notification.call_args.kwargs["version"] == 2.0
+
+
+def test_a_tls_file_that_cannot_be_read_is_one_line_naming_its_option() -> None:
+    conf = _conf()
+    conf.set_override("ssl", True, group="oslo_messaging_rabbit")
+    conf.set_override("ssl_ca_file", "missing-ca.pem", group="oslo_messaging_rabbit")
+    conf.set_override("transport_url", URL)
+
+    problems = [problem for problem in health.config_problems(conf) if "ssl" in problem]
+
+    assert problems == ["[DEFAULT] transport_url: [oslo_messaging_rabbit] ssl_ca_file "
+                        "'missing-ca.pem' is not a file this process can read"]

@@ -31,6 +31,16 @@ RABBIT = "oslo_messaging_rabbit"
 URL = "rabbit://nova:secret@mq1:5672/"
 
 
+@pytest.fixture(autouse=True)
+def tls_files(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """ca.pem, c.pem and k.pem, readable, in the current folder: the TLS
+    files the cases name (a file that is not there is its own error)."""
+    for name in ("ca.pem", "c.pem", "k.pem", "other-ca.pem", "rabbit-ca.pem"):
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 def a_conf(**rabbit: Any) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf([], project="nova", default_config_files=[])
@@ -56,25 +66,25 @@ def oslo_messagings_params(conf: cfg.ConfigOpts, url: str) -> Any:
 CASES = [
     # (nova.conf [oslo_messaging_rabbit], transport URL, kombu's ssl)
     ({}, URL, False),
-    ({"ssl_ca_file": "/etc/ca.pem", "ssl_version": "nonsense"}, URL, False),
+    ({"ssl_ca_file": "ca.pem", "ssl_version": "nonsense"}, URL, False),
     ({"ssl": True}, URL, True),
-    ({"ssl": True, "ssl_ca_file": "/etc/ca.pem"}, URL,
-     {"ca_certs": "/etc/ca.pem", "cert_reqs": ssl.CERT_REQUIRED}),
-    ({"ssl": True, "ssl_cert_file": "/etc/c.pem", "ssl_key_file": "/etc/k.pem"}, URL,
-     {"certfile": "/etc/c.pem", "keyfile": "/etc/k.pem"}),
-    ({"ssl": True, "ssl_version": "TLSv1_2", "ssl_ca_file": "/etc/ca.pem",
-      "ssl_cert_file": "/etc/c.pem", "ssl_key_file": "/etc/k.pem"}, URL,
-     {"ssl_version": ssl.PROTOCOL_TLSv1_2, "ca_certs": "/etc/ca.pem",
-      "cert_reqs": ssl.CERT_REQUIRED, "certfile": "/etc/c.pem", "keyfile": "/etc/k.pem"}),
+    ({"ssl": True, "ssl_ca_file": "ca.pem"}, URL,
+     {"ca_certs": "ca.pem", "cert_reqs": ssl.CERT_REQUIRED}),
+    ({"ssl": True, "ssl_cert_file": "c.pem", "ssl_key_file": "k.pem"}, URL,
+     {"certfile": "c.pem", "keyfile": "k.pem"}),
+    ({"ssl": True, "ssl_version": "TLSv1_2", "ssl_ca_file": "ca.pem",
+      "ssl_cert_file": "c.pem", "ssl_key_file": "k.pem"}, URL,
+     {"ssl_version": ssl.PROTOCOL_TLSv1_2, "ca_certs": "ca.pem",
+      "cert_reqs": ssl.CERT_REQUIRED, "certfile": "c.pem", "keyfile": "k.pem"}),
     ({"ssl": True, "ssl_version": "sslv23"}, URL, {"ssl_version": ssl.PROTOCOL_SSLv23}),
     # The URL's query overrides nova.conf, converted as the option's type.
     ({}, URL + "?ssl=1", True),
     ({}, URL + "?ssl=true", True),
     ({"ssl": True}, URL + "?ssl=0", False),
-    ({"ssl_ca_file": "/etc/ca.pem"}, URL + "?ssl=1",
-     {"ca_certs": "/etc/ca.pem", "cert_reqs": ssl.CERT_REQUIRED}),
-    ({"ssl": True, "ssl_ca_file": "/etc/ca.pem"}, URL + "?ssl_ca_file=/other/ca.pem",
-     {"ca_certs": "/other/ca.pem", "cert_reqs": ssl.CERT_REQUIRED}),
+    ({"ssl_ca_file": "ca.pem"}, URL + "?ssl=1",
+     {"ca_certs": "ca.pem", "cert_reqs": ssl.CERT_REQUIRED}),
+    ({"ssl": True, "ssl_ca_file": "ca.pem"}, URL + "?ssl_ca_file=other-ca.pem",
+     {"ca_certs": "other-ca.pem", "cert_reqs": ssl.CERT_REQUIRED}),
     ({}, "rabbit://nova:secret@mq1:5672,nova:secret@mq2:5672/vh?ssl=1&ssl_version=tlsv1_2",
      {"ssl_version": ssl.PROTOCOL_TLSv1_2}),
 ]
@@ -149,12 +159,12 @@ def test_the_options_are_oslo_messagings_own_in_either_order() -> None:
     after = cfg.ConfigOpts()
     after([], project="nova", default_config_files=[])
     oslo_messaging.get_rpc_transport(after, URL).cleanup()
-    after.set_override("ssl_ca_file", "/etc/ca.pem", group=RABBIT)
-    assert link.kombu_ssl(after, URL + "?ssl=1")["ca_certs"] == "/etc/ca.pem"
+    after.set_override("ssl_ca_file", "ca.pem", group=RABBIT)
+    assert link.kombu_ssl(after, URL + "?ssl=1")["ca_certs"] == "ca.pem"
 
 
 def test_the_link_hands_kombu_its_ssl_argument() -> None:
-    params = {"ca_certs": "/etc/ca.pem", "cert_reqs": ssl.CERT_REQUIRED}
+    params = {"ca_certs": "ca.pem", "cert_reqs": ssl.CERT_REQUIRED}
     worker_link = link.WorkerLink("amqp://u:p@mq1:5672/", "rescue_flow", "req", "res",
                                   "hv-01", ssl=params)
     assert worker_link._connection().ssl == params
@@ -179,13 +189,13 @@ def nova_conf() -> Iterator[Any]:
 
 
 def test_the_driver_connects_with_nova_computes_tls_settings(nova_conf: Any) -> None:
-    nova_conf.set_override("ssl_ca_file", "/etc/rabbit-ca.pem", group=RABBIT)
+    nova_conf.set_override("ssl_ca_file", "rabbit-ca.pem", group=RABBIT)
     nova_conf.set_override("transport_url", "rabbit://nova:secret@mq1:5671/?ssl=1")
     drv = Driver(mock.sentinel.virtapi)
     worker_link = drv._rescue_flow_link("hv-02")
     assert (worker_link.url, worker_link.ssl, worker_link.host) == (
         "amqp://nova:secret@mq1:5671/",
-        {"ca_certs": "/etc/rabbit-ca.pem", "cert_reqs": ssl.CERT_REQUIRED}, "hv-02")
+        {"ca_certs": "rabbit-ca.pem", "cert_reqs": ssl.CERT_REQUIRED}, "hv-02")
     # [rescue_flow] transport_url: its own query, nova.conf's options.
     nova_conf.set_override("transport_url", "rabbit://rf:pw@mq2:5672/", group="rescue_flow")
     assert drv._rescue_flow_link().ssl is False
@@ -202,3 +212,12 @@ def test_a_bad_ssl_version_fails_the_unrescue_with_the_host_unchanged(
                        match=r"^invalid \[oslo_messaging_rabbit\] ssl_version 'TLSv9': .*; "
                        r"host unchanged$"):
         drv.unrescue(context(), instance(vm_state=vm_states.RESCUED))
+
+
+def test_a_tls_file_nova_compute_cannot_read_is_a_clear_broker_setting_error() -> None:
+    # Not a TLS handshake failing with an errno that names no option.
+    with pytest.raises(link.InvalidBrokerSettings, match=r"^\[oslo_messaging_rabbit\] "
+                       r"ssl_cert_file 'missing.pem' is not a file nova-compute can read$"):
+        link.kombu_ssl(a_conf(ssl=True, ssl_cert_file="missing.pem"), URL)
+    with pytest.raises(link.InvalidBrokerSettings, match="the transport URL's ssl_ca_file"):
+        link.kombu_ssl(a_conf(), URL + "?ssl=1&ssl_ca_file=missing.pem")
