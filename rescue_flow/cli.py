@@ -46,6 +46,8 @@ _CONFIG_HELP = ("configuration file (start from etc/rescue-flow.conf.sample); ma
 _DEBUG_HELP = "log at debug level, every Hyper-V call included; show tracebacks"
 # Commands that need no configuration, so no word about defaults either.
 _NO_CONFIG_NEEDED = ("demo",)
+# The commands that connect to the broker: only they check its TLS files.
+_BROKER_COMMANDS = ("rescue", "unrescue", "worker")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         conf = _load_conf(conf_args)
         checking = args.command == "worker" and getattr(args, "check", False)
         if not checking:  # --check names every problem among its own lines
-            problems = health.config_problems(conf)
+            problems = health.config_problems(conf,
+                                              broker=args.command in _BROKER_COMMANDS)
             if problems:
                 where = f" in {', '.join(files)}" if files else ""
                 raise errors.ConfigInvalid(

@@ -217,7 +217,7 @@ class RescueFlowMixin:
         rescue = interrupted == task_states.RESCUING
         LOG.warning("nova-compute restarted during %s: asking rescue-flow to finish it",
                     interrupted, instance=instance)
-        settled = True
+        answered = True  # the worker ran the request asked again, after the old one
         try:
             if rescue:
                 self._rescue_flow_call(context, instance, protocol.RESCUE,
@@ -228,22 +228,28 @@ class RescueFlowMixin:
         except Exception as exc:
             instance.vm_state = vm_states.ERROR
             compute_utils.add_instance_fault_from_exc(context, instance, exc)
-            settled = _nothing_left_running(exc)
+            # Not when nothing was sent (the worker may not have started yet:
+            # the old request may still be queued, and need its drive), nor
+            # after a quarantine or no answer.
+            answered = isinstance(exc, RescueFlowFailed) and \
+                exc.kwargs.get("outcome") in ("refused", "failed")
         try:
             instance.power_state = self.get_info(instance).state
         except Exception as exc:
             LOG.warning("Could not read the power state after settling: %s", exc,
                         instance=instance)
+        if rescue and answered:
+            # Before the save: task_state still holds off a new rescue,
+            # whose own new drive this must not take for a stray.
+            try:
+                self._rescue_flow_drop_stray_drive(instance)
+            except Exception as exc:  # tidying: never in the way of Nova's state
+                LOG.warning("Could not look for a stray rescue config drive: %s", exc,
+                            instance=instance)
         instance.task_state = None
         instance.save(expected_task_state=[interrupted])
         LOG.info("Settled the interrupted %s: vm_state %s", interrupted, instance.vm_state,
                  instance=instance)
-        if rescue and settled:
-            try:
-                self._rescue_flow_drop_stray_drive(instance)
-            except Exception as exc:  # Nova's state is settled; this is tidying
-                LOG.warning("Could not look for a stray rescue config drive: %s", exc,
-                            instance=instance)
 
     def _rescue_flow_drop_stray_drive(self, instance: Any) -> None:
         """Delete the rescue config drive the old process wrote, unless the
@@ -252,8 +258,11 @@ class RescueFlowMixin:
         The request asked again has no drive (the password died with the
         old process), so nothing else would remove the old one when its
         request was refused or undone: a file holding a password would stay
-        in the instance's folder. The worker ran the new request after the
-        old one, so no flow owns the file now.
+        in the instance's folder. The worker answered the new request, and
+        it runs an instance's requests in the order they came (the old one
+        first), so no flow owns the file now. (A request whose job stopped
+        short of an answer, which the worker takes up again only at its next
+        start, is the exception: it would find its drive gone and revert.)
         """
         vmutils = self._rescue_flow_vmutils()
         if vmutils is None:

@@ -129,10 +129,12 @@ def kombu_ssl(conf: Any, transport_url: str | None) -> Any:
                 f"newest TLS both sides speak)") from None
     for name in ("ssl_key_file", "ssl_cert_file", "ssl_ca_file"):
         # Else the TLS handshake fails with an errno that names no option.
-        if value[name] and not os.access(value[name], os.R_OK):
+        # (On Windows os.access sees only whether the file is there.)
+        path = value[name]
+        if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
             where = "the transport URL's" if name in query else f"[{_RABBIT}]"
-            raise InvalidBrokerSettings(f"{where} {name} {value[name]!r} is not a file "
-                                        "nova-compute can read")
+            raise InvalidBrokerSettings(f"{where} {name}: no file nova-compute can read "
+                                        f"at {os.path.abspath(path)!r}")
     if value["ssl_key_file"]:
         params["keyfile"] = value["ssl_key_file"]
     if value["ssl_cert_file"]:

@@ -181,7 +181,8 @@ _SSL_VERSIONS = {name: getattr(ssl, attr) for name, attr in (
     if hasattr(ssl, attr)}
 
 
-def kombu_ssl(conf: cfg.ConfigOpts, transport: str | None = None) -> Any:
+def kombu_ssl(conf: cfg.ConfigOpts, transport: str | None = None,
+              check_files: bool = False) -> Any:
     """kombu's ``ssl`` argument for the broker of :func:`rescue_transport`
     (or of the oslo.messaging URL ``transport``): ``[oslo_messaging_rabbit]``
     ``ssl``, ``ssl_version``, ``ssl_key_file``, ``ssl_cert_file`` and
@@ -189,7 +190,9 @@ def kombu_ssl(conf: cfg.ConfigOpts, transport: str | None = None) -> Any:
     (``?ssl=1``), as oslo.messaging reads them. False without TLS; True with
     TLS and nothing else set; else a dict, with ``cert_reqs`` = CERT_REQUIRED
     and ``server_hostname`` when a CA file is set. ValueError for an unknown
-    ``ssl_version``."""
+    ``ssl_version``, and with ``check_files`` for a TLS file that is not a
+    readable file (asked only by what connects: another user's command that
+    never reaches the broker must not stop on the service account's key)."""
     register_opts(conf)
     url = oslo_messaging.TransportURL.parse(conf, transport or transport_url(conf))
     query = url.query
@@ -212,10 +215,12 @@ def kombu_ssl(conf: cfg.ConfigOpts, transport: str | None = None) -> Any:
                 f"newest TLS both sides speak)") from None
     for name in ("ssl_key_file", "ssl_cert_file", "ssl_ca_file"):
         # Else the TLS handshake fails with an errno that names no option.
-        if value[name] and not os.access(value[name], os.R_OK):
+        # (On Windows os.access sees only whether the file is there.)
+        path = value[name]
+        if check_files and path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
             where = "the transport URL's" if name in query else f"[{_RABBIT}]"
-            raise ValueError(f"{where} {name} {value[name]!r} is not a file this "
-                             "process can read")
+            raise ValueError(f"{where} {name}: no file this process can read at "
+                             f"{os.path.abspath(path)!r}")
     if value["ssl_key_file"]:
         params["keyfile"] = value["ssl_key_file"]
     if value["ssl_cert_file"]:

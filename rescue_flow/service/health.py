@@ -82,16 +82,17 @@ def _reason(exc: Exception) -> str:
 def check_config(conf: Any) -> str:
     """Every option's value can be read and is in range, the host name can
     name a queue, and the URLs parse (:func:`config_problems`)."""
-    found = config_problems(conf)
+    found = config_problems(conf, broker=True)
     if found:
         raise CheckFailed("; ".join(found))
     files = ", ".join(conf.config_file) if conf.config_file else "no config file"
     return f"host {conf.host}, [hyperv] driver = {conf.hyperv.driver} ({files})"
 
 
-def config_problems(conf: Any) -> list[str]:
+def config_problems(conf: Any, broker: bool = False) -> list[str]:
     """What is wrong with the configuration, one item per option; every
-    command checks this before it acts."""
+    command checks this before it acts. ``broker``: for a command that
+    connects to the broker, whose TLS files must then be readable too."""
     bus.register_opts(conf)
     found = config.problems(conf)
     if found:
@@ -113,7 +114,7 @@ def config_problems(conf: Any) -> list[str]:
                          f"{', '.join(sorted(_transport_drivers()))})")
             continue
         try:  # TLS settings, as the broker connections will read them
-            bus.kombu_ssl(conf, url)
+            bus.kombu_ssl(conf, url, check_files=broker)
         except ValueError as exc:
             found.append(f"{option}: {exc}")
     found += _database_url_problems(conf.persistence.connection)

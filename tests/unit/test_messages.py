@@ -302,13 +302,19 @@ def test_the_publisher_raises_when_the_broker_refuses_unlike_a_notifier() -> Non
     assert transport._send_notification.call_args.kwargs["version"] == 2.0
 
 
-def test_a_tls_file_that_cannot_be_read_is_one_line_naming_its_option() -> None:
+@pytest.mark.parametrize("path", ["missing-ca.pem", "."])  # not there; a folder
+def test_a_tls_file_that_cannot_be_read_is_one_line_naming_its_option(
+        tls_files: Any, path: str) -> None:
     conf = _conf()
     conf.set_override("ssl", True, group="oslo_messaging_rabbit")
-    conf.set_override("ssl_ca_file", "missing-ca.pem", group="oslo_messaging_rabbit")
+    conf.set_override("ssl_ca_file", path, group="oslo_messaging_rabbit")
     conf.set_override("transport_url", URL)
 
-    problems = [problem for problem in health.config_problems(conf) if "ssl" in problem]
+    problems = [p for p in health.config_problems(conf, broker=True) if "ssl" in p]
 
-    assert problems == ["[DEFAULT] transport_url: [oslo_messaging_rabbit] ssl_ca_file "
-                        "'missing-ca.pem' is not a file this process can read"]
+    assert problems == ["[DEFAULT] transport_url: [oslo_messaging_rabbit] ssl_ca_file: "
+                        "no file this process can read at "
+                        f"{str(tls_files / path).rstrip('/.')!r}"]
+    # A command that never reaches the broker (history, status, sim) is not
+    # stopped by a key only the worker's service account can read.
+    assert [p for p in health.config_problems(conf) if "ssl" in p] == []

@@ -382,9 +382,11 @@ def test_start_names_times_that_cannot_work_without_stopping_nova_compute(
     # Refused or undone again: nothing holds the old drive.
     ("refused", None, False, False),
     ("failed", None, False, False),
-    # Quarantined (an operator's) or no answer (the worker may still use it).
+    # Quarantined (an operator's), no answer (the worker may still use it),
+    # or not sent (the worker not started yet: the old request still queued).
     ("quarantined", None, False, True),
     ("success", link.WorkerTimedOut("no result within 900s"), False, True),
+    ("success", link.WorkerUnavailable("no rescue-flow worker is running"), False, True),
 ])
 def test_settling_an_interrupted_rescue_leaves_no_stray_password_drive(
         drv: Driver, fake_link: FakeLink, vm_utils: Any, host_folders: Any,
@@ -407,3 +409,4 @@ def test_settling_an_interrupted_rescue_leaves_no_stray_password_drive(
 
     assert drive.exists() is left
     assert fake_link.sent[0]["config_drive"] is None  # the password died with it
+    stuck.save.assert_called_once()
