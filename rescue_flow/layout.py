@@ -23,7 +23,7 @@ IMAGE_CACHE_DIR = "_base"
 # compute-hyperv's name for the rescue config drive (pathutils.get_configdrive_path
 # with rescue=True): an ISO attached as a DVD, or the VHD qemu-img made of it.
 RESCUE_CONFIG_DRIVE_STEM = "configdrive-rescue"
-CONFIG_DRIVE_DRIVE_TYPES = {".iso": records.DRIVE_DVD, ".vhd": records.DRIVE_DISK}
+CONFIG_DRIVE_EXTENSIONS = (".iso", ".vhd")
 DISK_EXTENSIONS = (".vhdx", ".vhd")
 
 
@@ -100,7 +100,7 @@ def rescue_config_drive_candidates(instances_path: str, instance_dir: str) -> li
     return [ensure_inside(instances_path,
                           paths.join(instance_dir, RESCUE_CONFIG_DRIVE_STEM + ext),
                           "rescue config drive")
-            for ext in CONFIG_DRIVE_DRIVE_TYPES]
+            for ext in CONFIG_DRIVE_EXTENSIONS]
 
 
 def rescue_config_drive(instances_path: str, instance_dir: str, path: str,
@@ -118,11 +118,11 @@ def rescue_config_drive(instances_path: str, instance_dir: str, path: str,
     name = paths.basename(candidate).lower()
     ext = paths.splitext(name)[1]
     if folder != paths.normcase(paths.normpath(instance_dir)) or \
-            name != RESCUE_CONFIG_DRIVE_STEM + ext or ext not in CONFIG_DRIVE_DRIVE_TYPES:
+            name != RESCUE_CONFIG_DRIVE_STEM + ext or ext not in CONFIG_DRIVE_EXTENSIONS:
         raise exceptions.InvalidRequest(
             f"rescue config drive {path!r} is not the instance's "
             f"{RESCUE_CONFIG_DRIVE_STEM}.iso or .vhd in {instance_dir!r}")
     if fmt == "vfat" and ext == ".iso":
         raise exceptions.InvalidRequest(
             f"rescue config drive {path!r}: a vfat drive cannot be an ISO (a DVD)")
-    return candidate, CONFIG_DRIVE_DRIVE_TYPES[ext]
+    return candidate, records.drive_type_of(candidate)

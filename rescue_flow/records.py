@@ -118,14 +118,18 @@ class SecureBoot:
         return cls(os_secure_boot == "required", os_type)
 
 
+def _file_name(path: str) -> str:
+    """The file's name, lower case, from a Windows or POSIX path."""
+    return path.replace("\\", "/").rsplit("/", 1)[-1].lower()
+
+
 def drive_type_of(path: str) -> str:
     """The drive an image file sits in, told by its extension: Hyper-V puts
     only ISO files in a DVD drive, and only VHD(X) files in a hard drive."""
-    name = path.replace("\\", "/").rsplit("/", 1)[-1].lower()
-    return DRIVE_DVD if name.endswith(".iso") else DRIVE_DISK
+    return DRIVE_DVD if _file_name(path).endswith(".iso") else DRIVE_DISK
 
 
 def is_root_disk_path(path: str) -> bool:
     """True for Nova's local root disk file names on Hyper-V."""
-    name = path.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    name = _file_name(path)
     return name in ("root.vhd", "root.vhdx")

@@ -51,6 +51,12 @@ def instance_dir(instance: Any) -> str:
     return os.path.join(CONF.instances_path, instance.name)
 
 
+def drive_paths(instance: Any) -> list[str]:
+    """Both paths a rescue config drive of ``instance`` may have (ISO, VHD)."""
+    return [os.path.join(instance_dir(instance), protocol.RESCUE_CONFIG_DRIVE_STEM + ext)
+            for ext in (".iso", ".vhd")]
+
+
 def drive_name() -> str:
     """``configdrive-rescue.iso`` (a DVD) or ``.vhd`` (a disk), by nova.conf."""
     as_dvd = CONF.config_drive_format == ISO9660 and CONF.hyperv.config_drive_cdrom

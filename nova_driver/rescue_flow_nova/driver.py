@@ -29,7 +29,6 @@ Mix it in front of any ``nova.virt.driver.ComputeDriver``::
 from __future__ import annotations
 
 import ntpath
-import os
 import time
 from typing import Any
 
@@ -66,12 +65,18 @@ def _same_file_key(path: str) -> str:
     return ntpath.normcase(ntpath.normpath(path))
 
 
+def _undone_by_worker(exc: Exception) -> bool:
+    """The worker answered: it refused the request, or undid its flow."""
+    return isinstance(exc, RescueFlowFailed) and \
+        exc.kwargs.get("outcome") in ("refused", "failed")
+
+
 def _nothing_left_running(exc: Exception) -> bool:
     """True when the failed call left no flow that may still use the rescue
     config drive: nothing was sent, or the worker refused or undid it (a
     quarantine leaves the host to an operator; no answer, to the worker)."""
-    return isinstance(exc, RescueFlowFailed) and (
-        exc.kwargs.get("sent") is False or exc.kwargs.get("outcome") in ("refused", "failed"))
+    return _undone_by_worker(exc) or (
+        isinstance(exc, RescueFlowFailed) and exc.kwargs.get("sent") is False)
 
 
 class RescueVMView:
@@ -231,8 +236,7 @@ class RescueFlowMixin:
             # Not when nothing was sent (the worker may not have started yet:
             # the old request may still be queued, and need its drive), nor
             # after a quarantine or no answer.
-            answered = isinstance(exc, RescueFlowFailed) and \
-                exc.kwargs.get("outcome") in ("refused", "failed")
+            answered = _undone_by_worker(exc)
         try:
             instance.power_state = self.get_info(instance).state
         except Exception as exc:
@@ -272,9 +276,7 @@ class RescueFlowMixin:
         if vmutils.vm_exists(rescue_vm):
             disks, _volumes = vmutils.get_vm_storage_paths(rescue_vm)
             held = {_same_file_key(path) for path in disks}
-        for ext in (".iso", ".vhd"):
-            path = os.path.join(configdrive.instance_dir(instance),
-                                protocol.RESCUE_CONFIG_DRIVE_STEM + ext)
+        for path in configdrive.drive_paths(instance):
             if _same_file_key(path) not in held:
                 self._rescue_flow_remove_file(path)
 

@@ -71,16 +71,16 @@ class RetryPolicy:
         return cls(conf.retry.attempts, conf.retry.attempts_for_oswin_retried_calls,
                    conf.retry.initial_backoff, conf.retry.max_backoff)
 
-    def attempts_for(self, method: str, looked_before: bool = False) -> int:
-        """Tries of ``method`` in one call; ``looked_before``: by a caller
-        that looks before each retry (LOOK_BEFORE_RETRY_METHODS get 1 else)."""
-        if method in LOOK_BEFORE_RETRY_METHODS and not looked_before:
-            return 1
+    def attempts_for(self, method: str) -> int:
+        """Tries ``method`` gets (LOOK_BEFORE_RETRY_METHODS: by the caller that
+        looks before each retry; a plain call makes one)."""
         if method in OSWIN_RETRIED_METHODS:
             return self.attempts_for_oswin_retried
         return self.attempts
 
     def retrying(self, method: str) -> tenacity.Retrying:
+        if method in LOOK_BEFORE_RETRY_METHODS:
+            return self.on_transient(1)
         return self.on_transient(self.attempts_for(method))
 
     def on_transient(self, attempts: int) -> tenacity.Retrying:

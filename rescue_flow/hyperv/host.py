@@ -58,7 +58,7 @@ class HyperVHost(HostReader):
         failure, make it again only when ``done()`` shows the first did not
         do it. As many tries as the call would get otherwise."""
         policy = self._call.policy
-        for attempt in policy.on_transient(policy.attempts_for(method, looked_before=True)):
+        for attempt in policy.on_transient(policy.attempts_for(method)):
             with attempt:
                 if attempt.retry_state.attempt_number > 1 and done():
                     return
