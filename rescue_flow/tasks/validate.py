@@ -63,14 +63,14 @@ class ValidateUnrescue(HostTask):
             raise exceptions.RequestRefused(
                 f"instance {instance_uuid} has no rescue VM with a readable record")
         root = config(original).root_disk.path
-        if root.lower() not in {path.lower() for path in observed["rescue_vm_disks"]}:
+        on_rescue_vm = {path.lower(): path for path in observed["rescue_vm_disks"]}
+        if root.lower() not in on_rescue_vm:
             raise exceptions.RequestRefused(
                 f"root disk {root} is not on rescue VM {rescue_vm}")
         # The rescue disk the rescue VM holds, else the one found on disk.
         disk = next(iter(observed["rescue_disk_files"]), None)
         root_on_rescue_vm = self.host.disk_attachment(root, records.DRIVE_DISK)
         # The rescue config drive, if the rescue VM has one (no extra read).
-        on_rescue_vm = {path.lower(): path for path in observed["rescue_vm_disks"]}
         drive = next((on_rescue_vm[path.lower()] for path in
                       layout.rescue_config_drive_candidates(self.host.instances_path,
                                                             config(original).instance_dir)
